@@ -1,0 +1,238 @@
+"""The `bigmodel` command: thin click commands over the `keras_bigmodel` library.
+
+Nothing here imports TensorFlow at module level: `--help` must answer instantly.
+"""
+
+import json
+import logging
+import os
+import sys
+import traceback
+
+import click
+from click.core import ParameterSource
+
+from cli.options import data_override_options, debug_option, recipe_options
+from keras_bigmodel import __version__
+from keras_bigmodel.errors import UserError
+from keras_bigmodel.models import get_recipe, recipe_names
+
+DEBUG_KEY = "bigmodel.debug"
+
+
+class UserFacingError(click.ClickException):
+    """A `UserError`, shown as one line with exit code 2."""
+
+    exit_code = 2
+
+
+class BigmodelGroup(click.Group):
+    """Turns library errors into one-line messages and the exit codes SPEC promises."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            _show_traceback(ctx)
+            raise UserFacingError(str(exc)) from exc
+        except KeyboardInterrupt:
+            click.echo("Interrupted; a checkpoint was saved where training had one "
+                       "(continue with --resume).", err=True)
+            raise click.exceptions.Exit(130) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            _show_traceback(ctx)
+            click.echo(f"Error: internal error: {type(exc).__name__}: {exc}", err=True)
+            if not ctx.meta.get(DEBUG_KEY):
+                click.echo("This is a bug in bigmodel; re-run with --debug for the traceback.",
+                           err=True)
+            raise click.exceptions.Exit(1) from exc
+
+
+def _show_traceback(ctx):
+    if ctx.meta.get(DEBUG_KEY):
+        traceback.print_exc(file=sys.stderr)
+
+
+def _setup(ctx, *, quiet=False, tensorflow=True):
+    """Configures logging, and imports TensorFlow with its start-up chatter hidden."""
+    debug = ctx.meta.get(DEBUG_KEY, False)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "3")
+    if tensorflow and not debug and "tensorflow" not in sys.modules:
+        _import_tensorflow_quietly()
+    level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
+    logger = logging.getLogger("keras_bigmodel")
+    logger.setLevel(level)
+    logger.propagate = False
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+
+
+def _import_tensorflow_quietly():
+    # TensorFlow's C++ side prints notes about oneDNN and CUDA drivers straight to file
+    # descriptor 2 while it loads, before any log level applies.
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@click.group(cls=BigmodelGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bigmodel")
+@click.pass_context
+def bigmodel(ctx):
+    """Raw data to a trained, evaluated, exported Keras model, one command each."""
+    if os.environ.get("BIGMODEL_DEBUG") == "1":
+        ctx.meta[DEBUG_KEY] = True
+
+
+@bigmodel.group()
+def train():
+    """Train a model and write its run directory."""
+
+
+def _train_command(name):
+    recipe = get_recipe(name)
+
+    @click.pass_context
+    def command(ctx, config, **params):
+        _setup(ctx, quiet=params.get("quiet") is True)
+        explicit = {key: value for key, value in params.items()
+                    if ctx.get_parameter_source(key) is not ParameterSource.DEFAULT}
+        from keras_bigmodel.training import train as train_model
+
+        result = train_model(name, config=config, **explicit)
+        click.echo(f"Run directory: {result.run_dir}")
+        for split, metrics in result.metrics.items():
+            click.echo(f"  {split}: " + "  ".join(
+                f"{key} {value:.4f}" for key, value in metrics.items()
+                if key in ("loss", "accuracy", "f1_macro", "rmse", "mae", "r2")))
+
+    command.__doc__ = recipe.summary
+    command = click.option("--config", type=click.Path(dir_okay=False),
+                           help="YAML file of options (names with _ for -); flags win.")(command)
+    for decorator in recipe_options(recipe):
+        command = decorator(command)
+    return train.command(name, help=recipe.summary, short_help=recipe.summary)(command)
+
+
+for _name in recipe_names():
+    _train_command(_name)
+
+
+@bigmodel.command("eval")
+@click.argument("run_dir", type=click.Path())
+@click.option("--data", required=True, help="Labelled data, laid out as for training.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@data_override_options
+@debug_option
+@click.pass_context
+def eval_command(ctx, run_dir, data, as_json, **overrides):
+    """Evaluate a run's model on labelled data."""
+    _setup(ctx, quiet=as_json)
+    from keras_bigmodel.evaluation import evaluate
+
+    metrics = evaluate(run_dir, data, **overrides)
+    if as_json:
+        click.echo(json.dumps(metrics))
+        return
+    click.echo(format_metrics(metrics))
+
+
+def format_metrics(metrics):
+    """Formats eval metrics as a table for people."""
+    lines = []
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            lines.append(f"{key:<16}{value:.4f}")
+        elif isinstance(value, int):
+            lines.append(f"{key:<16}{value}")
+    if "per_class" in metrics:
+        names = list(metrics["per_class"])
+        width = max(8, *(len(n) for n in names)) + 2
+        lines.append("")
+        lines.append(f"{'class':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
+        for name, row in metrics["per_class"].items():
+            lines.append(f"{name:<{width}}{row['precision']:>10.4f}{row['recall']:>10.4f}"
+                         f"{row['f1']:>10.4f}{row['support']:>10}")
+        lines.append("")
+        lines.append("confusion matrix (rows true, columns predicted)")
+        cell = max(6, *(len(n) + 1 for n in names))
+        lines.append(" " * width + "".join(f"{n:>{cell}}" for n in names))
+        for name, row in zip(names, metrics["confusion_matrix"], strict=True):
+            lines.append(f"{name:<{width}}" + "".join(f"{v:>{cell}}" for v in row))
+    return "\n".join(lines)
+
+
+@bigmodel.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--data", required=True, help="Data laid out as for training; labels optional.")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="A .csv or .jsonl file [default: CSV on stdout].")
+@data_override_options
+@debug_option
+@click.pass_context
+def predict(ctx, run_dir, data, out, **overrides):
+    """Predict with a run's model: input columns plus prediction and probabilities."""
+    _setup(ctx, quiet=out is None)
+    from keras_bigmodel.prediction import predict as predict_table
+
+    table = predict_table(run_dir, data, out=out, **overrides)
+    if out is None:
+        click.echo(table.to_csv(index=False), nl=False)
+    else:
+        click.echo(f"Wrote {len(table)} predictions to {out}", err=True)
+
+
+@bigmodel.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Export folder; the model goes into OUT/<version>/.")
+@click.option("--format", "fmt", type=click.Choice(["saved_model", "tflite"]),
+              default="saved_model", show_default=True, help="Artifact format.")
+@click.option("--version", type=click.IntRange(min=1),
+              help="Version number [default: one more than the newest in OUT, 1 at first].")
+@debug_option
+@click.pass_context
+def export(ctx, run_dir, out, fmt, version):
+    """Export a run's model for serving (TensorFlow Serving layout)."""
+    _setup(ctx)
+    from keras_bigmodel.exporting import export as export_model
+
+    target = export_model(run_dir, out, format=fmt, version=version)
+    click.echo(f"Exported {fmt} to {target} (checked against model.keras)")
+
+
+@bigmodel.command()
+@click.argument("path")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
+              help="Table format, when the file extension does not say.")
+@debug_option
+@click.pass_context
+def inspect(ctx, path, as_json, fmt):
+    """Describe a data file or folder, a run directory or an export."""
+    _setup(ctx, quiet=True, tensorflow=os.path.isdir(path))
+    import yaml
+
+    from keras_bigmodel.inspection import inspect_path
+
+    description = inspect_path(path, fmt)
+    if as_json:
+        click.echo(json.dumps(description, default=str))
+    else:
+        click.echo(yaml.safe_dump(description, sort_keys=False, allow_unicode=True), nl=False)
+
+
+def main():
+    """The console script's entry point."""
+    bigmodel(prog_name="bigmodel")

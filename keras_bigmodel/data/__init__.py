@@ -1,0 +1,1 @@
+"""Readers that turn files into arrays and `tf.data` pipelines: tables, text, images."""

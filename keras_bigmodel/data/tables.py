@@ -1,0 +1,142 @@
+"""Reading tables (.csv .tsv .jsonl .parquet, or a glob of shards) into pandas frames."""
+
+import csv
+import glob
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from keras_bigmodel.errors import UserError
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
+
+
+@dataclass
+class Table:
+    """A table read from one file or several shards."""
+
+    frame: pd.DataFrame
+    paths: list
+    format: str
+    name: str
+
+    @property
+    def columns(self):
+        return list(self.frame.columns)
+
+    def require_columns(self, columns, option):
+        """Checks that the table has these columns.
+
+        Args:
+            columns: the column names needed.
+            option: the flag that chose them, named in the error (for example `--text-column`).
+
+        Raises:
+            UserError: a column is missing, naming it and the columns there are.
+        """
+        for column in columns:
+            if column not in self.frame.columns:
+                have = ", ".join(map(str, self.frame.columns))
+                raise UserError(
+                    f"{self.name}: no column '{column}' (columns: {have}); choose one with {option}."
+                )
+
+
+def expand_paths(pattern):
+    """Returns the sorted files a path or a glob names.
+
+    Raises:
+        UserError: nothing matches.
+    """
+    if glob.has_magic(str(pattern)):
+        paths = sorted(Path(p) for p in glob.glob(str(pattern)) if Path(p).is_file())
+        if not paths:
+            raise UserError(f"{pattern}: no files match this pattern.")
+        return paths
+    path = Path(pattern)
+    if not path.exists():
+        raise UserError(f"{path}: no such file.")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; a table is one file or a glob of shards.")
+    return [path]
+
+
+def table_format(path, fmt=None):
+    """Returns the table format, from `fmt` if given, else from the file extension.
+
+    Raises:
+        UserError: the extension is not one bigmodel reads and `fmt` does not say.
+    """
+    if fmt:
+        return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        known = ", ".join(sorted(FORMATS))
+        raise UserError(
+            f"{path}: unknown table extension '{suffix}' (known: {known}); pass --format."
+        )
+    return FORMATS[suffix]
+
+
+def read_table(pattern, fmt=None):
+    """Reads a table, or the shards a glob names, as one frame.
+
+    Args:
+        pattern: a file path or a glob such as `data/part-*.csv`.
+        fmt: `csv`, `tsv`, `jsonl` or `parquet`; by default from the extension.
+
+    Returns:
+        A `Table`. Blank cells are missing values; every other cell keeps its text, so a
+        message that reads "NA" stays a message.
+
+    Raises:
+        UserError: a missing file, an unknown format, or a file that does not parse.
+    """
+    paths = expand_paths(pattern)
+    fmt = table_format(paths[0], fmt)
+    frames = [_read_one(path, fmt) for path in paths]
+    columns = list(frames[0].columns)
+    for path, frame in zip(paths[1:], frames[1:], strict=True):
+        if list(frame.columns) != columns:
+            raise UserError(
+                f"{path}: columns {list(frame.columns)} differ from {paths[0]}'s {columns}."
+            )
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    if frame.empty:
+        raise UserError(f"{pattern}: the table has no rows.")
+    return Table(frame=frame, paths=paths, format=fmt, name=str(pattern))
+
+
+def _read_one(path, fmt):
+    try:
+        if fmt in ("csv", "tsv"):
+            # TSV has no quoting: a message may start with a quote character.
+            return pd.read_csv(
+                path,
+                sep="," if fmt == "csv" else "\t",
+                quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE,
+                keep_default_na=False,
+                na_values=[""],
+            )
+        if fmt == "jsonl":
+            return pd.read_json(path, lines=True, dtype=False)
+        return pd.read_parquet(path)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}).") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise UserError(f"{path}: the file is empty; a header row is required.") from exc
+    except (ValueError, pd.errors.ParserError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: cannot read as {fmt} ({first}).") from exc
+
+
+def fingerprint(paths):
+    """Returns the sha256 of the files' bytes, in order, as a hex string."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,118 @@
+"""Evaluating a run's model on labelled data: metrics, per-class figures, a confusion matrix."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from keras_bigmodel import plots
+from keras_bigmodel.data.labels import encode_labels
+from keras_bigmodel.runs import open_run, write_json
+
+PREDICT_BATCH_SIZE = 256
+
+
+def model_outputs(model, examples):
+    """Runs the end-to-end model over examples' raw inputs; returns a NumPy array."""
+    return np.asarray(model.predict(examples.inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0))
+
+
+def classification_metrics(true, probabilities, class_names):
+    """Computes a classifier's metrics.
+
+    Args:
+        true: class indices, one per example.
+        probabilities: `[examples, classes]` predicted probabilities.
+        class_names: the class names in output order.
+
+    Returns:
+        A dict with `num_examples`, `loss` (mean cross-entropy), `accuracy`, macro
+        precision, recall and F1, `per_class` figures and the `confusion_matrix`
+        (rows true, columns predicted).
+    """
+    num_classes = len(class_names)
+    predicted = probabilities.argmax(axis=1)
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (true, predicted), 1)
+    picked = probabilities[np.arange(len(true)), true]
+    per_class = {}
+    for i, name in enumerate(class_names):
+        tp = confusion[i, i]
+        predicted_i, support = confusion[:, i].sum(), confusion[i, :].sum()
+        precision = tp / predicted_i if predicted_i else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {
+            "precision": float(precision), "recall": float(recall), "f1": float(f1),
+            "support": int(support),
+        }
+    return {
+        "num_examples": int(len(true)),
+        "loss": float(-np.log(np.clip(picked, 1e-7, 1.0)).mean()),
+        "accuracy": float((predicted == true).mean()),
+        "precision_macro": float(np.mean([c["precision"] for c in per_class.values()])),
+        "recall_macro": float(np.mean([c["recall"] for c in per_class.values()])),
+        "f1_macro": float(np.mean([c["f1"] for c in per_class.values()])),
+        "per_class": per_class,
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def regression_metrics(true, predicted):
+    """Computes a regression's metrics: `num_examples`, `loss` (= `mse`), `rmse`, `mae`, `r2`."""
+    true = np.asarray(true, dtype=np.float64)
+    predicted = np.asarray(predicted, dtype=np.float64).reshape(true.shape)
+    error = predicted - true
+    mse = float(np.mean(error**2))
+    total = float(np.sum((true - true.mean()) ** 2))
+    return {
+        "num_examples": int(len(true)),
+        "loss": mse,
+        "mse": mse,
+        "rmse": float(np.sqrt(mse)),
+        "mae": float(np.mean(np.abs(error))),
+        "r2": float(1.0 - np.sum(error**2) / total) if total > 0 else 0.0,
+    }
+
+
+def score(model, examples, task, class_names):
+    """Computes the task's metrics of an end-to-end model on labelled examples."""
+    outputs = model_outputs(model, examples)
+    if task == "classification":
+        true = encode_labels(examples.targets, class_names, examples.source, examples.target_name)
+        return classification_metrics(true, outputs, class_names), outputs
+    return regression_metrics(examples.targets, outputs), outputs
+
+
+def evaluate(run_dir, data, fmt=None, **overrides):
+    """Evaluates a run's model on labelled data and writes `RUN_DIR/eval/<data name>/`.
+
+    Args:
+        run_dir: a run directory written by `train`.
+        data: labelled data in the layout the run was trained on.
+        fmt: the table format, when the extension does not say.
+        **overrides: data options that differ from the run's (`text_column=...`).
+
+    Returns:
+        The metrics dict (see `classification_metrics` and `regression_metrics`).
+    """
+    run = open_run(run_dir)
+    examples = run.read_examples(data, fmt=fmt, with_targets=True, **overrides)
+    model = run.load_model()
+    class_names = run.class_names()
+    metrics, outputs = score(model, examples, run.recipe.task, class_names)
+    folder = Path(run.path) / "eval" / data_name(data)
+    write_json(folder / "metrics.json", metrics)
+    if class_names:
+        plots.confusion_matrix(folder / "confusion_matrix.png", metrics["confusion_matrix"],
+                               class_names)
+    else:
+        plots.predicted_vs_actual(folder / "predicted_vs_actual.png", examples.targets, outputs)
+    return metrics
+
+
+def data_name(data):
+    """Names a data set for its eval folder: the file or folder name, without extension."""
+    name = Path(str(data).rstrip("/")).name
+    stem = name.split(".")[0] if not name.startswith(".") else name
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_") or "data"

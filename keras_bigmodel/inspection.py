@@ -1,0 +1,119 @@
+"""Describing what a path holds: a data table, an image folder, a run directory or an export."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from keras_bigmodel.data.tables import read_table
+from keras_bigmodel.errors import UserError
+from keras_bigmodel.runs import METRICS_FILE, RUN_FILE
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".gif", ".bmp"}
+#: a column with at most this many distinct values is described by its balance.
+MAX_CLASSES_SHOWN = 20
+
+
+def inspect_path(path, fmt=None):
+    """Describes a data file or glob, an image folder, a run directory or an export folder.
+
+    Returns:
+        A dict whose `kind` is `table`, `image_folder`, `run` or `export`.
+
+    Raises:
+        UserError: the path does not exist or holds none of these.
+    """
+    folder = Path(path)
+    if folder.is_dir():
+        if (folder / RUN_FILE).is_file():
+            return describe_run(folder)
+        if _saved_models(folder):
+            return describe_export(folder)
+        return describe_image_folder(folder)
+    return describe_table(path, fmt)
+
+
+def describe_table(path, fmt=None):
+    """Rows, columns and, per column, type, missing cells, label balance or text lengths."""
+    table = read_table(path, fmt)
+    frame = table.frame
+    columns = {}
+    for name in frame.columns:
+        series = frame[name]
+        info = {"dtype": str(series.dtype), "missing": int(series.isna().sum()),
+                "distinct": int(series.nunique())}
+        if info["distinct"] <= MAX_CLASSES_SHOWN:
+            counts = series.value_counts()
+            info["balance"] = {str(k): int(v) for k, v in counts.items()}
+        if series.dtype == object or str(series.dtype) in ("str", "string"):
+            words = series.dropna().astype(str).str.split().str.len().to_numpy()
+            if len(words) and info["distinct"] > MAX_CLASSES_SHOWN:
+                info["words"] = {
+                    "mean": round(float(words.mean()), 1),
+                    "median": float(np.median(words)),
+                    "p95": float(np.percentile(words, 95)),
+                    "max": int(words.max()),
+                }
+        elif series.dtype.kind in "if":
+            info["range"] = [float(series.min()), float(series.max())]
+            info["mean"] = float(series.mean())
+        columns[str(name)] = info
+    return {"kind": "table", "path": str(path), "format": table.format,
+            "files": len(table.paths), "rows": len(frame), "columns": columns}
+
+
+def describe_image_folder(folder):
+    """Classes (sub-folders) and how many images of each type each holds."""
+    classes = {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        images = [p for p in sub.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS]
+        classes[sub.name] = len(images)
+    if not classes:
+        raise UserError(f"{folder}: not a run directory, an export, or an image folder with one "
+                        "sub-folder per class.")
+    return {"kind": "image_folder", "path": str(folder), "classes": classes,
+            "images": sum(classes.values())}
+
+
+def describe_run(folder):
+    """The run's model, status, configuration, data fingerprint and final metrics."""
+    info = yaml.safe_load((folder / RUN_FILE).read_text(encoding="utf-8"))
+    described = {"kind": "run", "path": str(folder), **info}
+    metrics_file = folder / METRICS_FILE
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+        described["metrics"] = {
+            split: {k: v for k, v in values.items() if not isinstance(v, (dict, list))}
+            for split, values in metrics.items()
+        }
+    return described
+
+
+def describe_export(folder):
+    """Each version's format and, for SavedModels, the serving signature's inputs and outputs."""
+    import tensorflow as tf
+
+    versions = {}
+    for version in sorted((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p:
+                          int(p.name)):
+        if (version / "saved_model.pb").is_file():
+            signature = tf.saved_model.load(str(version)).signatures["serving_default"]
+            inputs = signature.structured_input_signature[1]
+            versions[version.name] = {
+                "format": "saved_model",
+                "inputs": {k: _spec(v) for k, v in inputs.items()},
+                "outputs": {k: _spec(v) for k, v in signature.structured_outputs.items()},
+            }
+        elif (version / "model.tflite").is_file():
+            versions[version.name] = {"format": "tflite"}
+    return {"kind": "export", "path": str(folder), "versions": versions}
+
+
+def _saved_models(folder):
+    return [p for p in folder.iterdir() if p.name.isdigit() and (
+        (p / "saved_model.pb").is_file() or (p / "model.tflite").is_file())]
+
+
+def _spec(spec):
+    return f"{spec.dtype.name} {list(spec.shape)}"

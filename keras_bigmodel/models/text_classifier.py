@@ -1,0 +1,121 @@
+"""What every text classifier shares: reading text tables, the vocabulary, per-batch padding."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from keras_bigmodel.config import option
+from keras_bigmodel.data.labels import label_strings
+from keras_bigmodel.data.tables import read_table
+from keras_bigmodel.models.recipe import Examples, Recipe
+
+
+@dataclass
+class TextClassifierOptions:
+    """Data and vocabulary options of every text classifier."""
+
+    text_column: str = option("text", "Column holding the text.")
+    label_column: str = option("label", "Column holding the class label (string or integer).")
+    max_tokens: int = option(20000, "Largest vocabulary, out-of-vocabulary token included.",
+                             minimum=3)
+    min_frequency: int = option(
+        2, "Keep only words seen at least this often in the training text.", minimum=1
+    )
+    max_length: int = option(200, "Tokens kept from the start of each text.", minimum=1)
+    embedding_dim: int = option(64, "Size of each word vector.", minimum=1)
+    dropout: float = option(0.5, "Dropout rate before the classifier.", minimum=0.0, below=1.0)
+
+
+@dataclass
+class TextPreprocessing:
+    """The adapted vectorizer, shared by the training pipeline and the end-to-end model."""
+
+    vectorizer: object
+
+    @property
+    def vocabulary_size(self):
+        return self.vectorizer.vocabulary_size()
+
+
+class TextClassifierRecipe(Recipe):
+    """Base of the text classifiers: a subclass only builds its network from token ids."""
+
+    task = "classification"
+    data_options = ("text_column", "label_column")
+
+    def read_examples(self, data, options, fmt=None, with_targets=True):
+        table = read_table(data, fmt)
+        table.require_columns([options.text_column], "--text-column")
+        if with_targets:
+            table.require_columns([options.label_column], "--label-column")
+        frame = table.frame
+        texts = frame[options.text_column].fillna("").astype(str).to_numpy(dtype=object)
+        targets = None
+        if with_targets:
+            targets = label_strings(frame[options.label_column], table.name, options.label_column)
+        return Examples(
+            inputs={"text": texts}, targets=targets, frame=frame, source=table.name,
+            paths=table.paths, target_name=options.label_column,
+        )
+
+    def fit_preprocessing(self, examples, options, seed):
+        import keras
+
+        texts = examples.inputs["text"]
+        # Count each word of the training text with Keras' own tokenizer, then keep the
+        # frequent ones: a word seen once teaches the embedding nothing that generalises.
+        probe = keras.layers.TextVectorization(output_mode="int")
+        probe.adapt(texts, batch_size=1024)
+        counts = np.zeros(probe.vocabulary_size(), dtype=np.int64)
+        for start in range(0, len(texts), 1024):
+            ids = np.asarray(probe(texts[start:start + 1024]))
+            counts += np.bincount(ids.ravel(), minlength=len(counts))
+        words = probe.get_vocabulary()[2:]  # past the padding and out-of-vocabulary tokens
+        kept = [w for w, c in zip(words, counts[2:], strict=True) if c >= options.min_frequency]
+        vectorizer = keras.layers.TextVectorization(
+            output_mode="int", vocabulary=kept[: options.max_tokens - 2] or ["[EMPTY]"],
+            name="vectorizer",
+        )
+        return TextPreprocessing(vectorizer=vectorizer)
+
+    def network_dataset(self, examples, targets, preprocessing, options, batch_size, *, seed,
+                        shuffle):
+        import tensorflow as tf
+
+        vectorizer, max_length = preprocessing.vectorizer, options.max_length
+
+        def to_token_ids(texts):
+            ids = vectorizer(texts)[:, :max_length]
+            # Ids are padded with zeros at the end only: 0 is the padding token.
+            return ids, tf.math.count_nonzero(ids, axis=1)
+
+        texts = tf.data.Dataset.from_tensor_slices(examples.inputs["text"].astype(str))
+        tokens = texts.batch(1024).map(to_token_ids, num_parallel_calls=tf.data.AUTOTUNE)
+        tokens = tokens.unbatch().map(lambda ids, length: ids[:length])
+        tokens = tokens.apply(tf.data.experimental.assert_cardinality(len(targets)))
+        dataset = tf.data.Dataset.zip(tokens, tf.data.Dataset.from_tensor_slices(targets))
+        dataset = dataset.cache()
+        if shuffle:
+            dataset = dataset.shuffle(len(targets), seed=seed, reshuffle_each_iteration=True)
+        # Each batch is padded to its own longest text, not to max_length: most texts are
+        # far shorter, and the LSTM's cost grows with the padded length.
+        dataset = dataset.padded_batch(batch_size, padded_shapes=([None], []))
+        return dataset.map(_at_least_one_step).prefetch(tf.data.AUTOTUNE)
+
+    def end_to_end(self, network, preprocessing, options):
+        import keras
+
+        text = keras.Input(shape=(), dtype="string", name="text")
+        ids = preprocessing.vectorizer(text)
+        ids = keras.ops.pad(ids, [[0, 0], [0, 1]])[:, : options.max_length]
+        probabilities = network(ids)
+        return keras.Model({"text": text}, probabilities, name=f"{self.name}_end_to_end")
+
+
+def _at_least_one_step(ids, labels):
+    import tensorflow as tf
+
+    # A batch of texts with no known word would have zero time steps; give it one padding
+    # step, as the end-to-end model does, so the recurrent layer always has a step to mask.
+    ids = tf.pad(ids, [[0, 0], [0, 1]])[:, : tf.maximum(1, tf.shape(ids)[1])]
+    return ids, labels

@@ -1,0 +1,314 @@
+"""Training a registered model and writing its run directory."""
+
+import datetime
+import logging
+import math
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from keras_bigmodel import __version__, plots
+from keras_bigmodel.config import RunConfig, load_yaml, resolve
+from keras_bigmodel.data.labels import class_names_from, encode_labels
+from keras_bigmodel.data.split import split_indices
+from keras_bigmodel.data.tables import fingerprint
+from keras_bigmodel.errors import UserError
+from keras_bigmodel.evaluation import score
+from keras_bigmodel.models import get_recipe
+from keras_bigmodel.runs import (
+    HISTORY_FILE,
+    LABELS_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    RUN_FILE,
+    atomic_path,
+    check_run_directory,
+    prepare_run_directory,
+    write_json,
+    write_yaml,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What `train` returns: where the run went and how well the kept model does."""
+
+    run_dir: Path
+    config: RunConfig
+    metrics: dict
+
+
+def resolve_config(model, data=None, config=None, **flags):
+    """Resolves a run's configuration: recipe defaults < `run.yaml` on resume < YAML < flags.
+
+    Args:
+        model: the registered model name.
+        data: the training data, if given apart from the other options.
+        config: a YAML file of options.
+        **flags: options given explicitly; `None` means not given.
+
+    Returns:
+        A checked `RunConfig`.
+    """
+    recipe = get_recipe(model)
+    explicit = {name: value for name, value in flags.items() if value is not None}
+    if data is not None:
+        explicit["data"] = str(data)
+    layers = [(str(config), load_yaml(config))] if config else []
+    layers.append((None, explicit))
+    resolved = resolve(model, recipe.Options, layers=layers, train_defaults=recipe.train_defaults)
+    run_file = Path(resolved.train.out or "") / RUN_FILE
+    if resolved.train.resume and resolved.train.out and run_file.is_file():
+        saved = yaml.safe_load(run_file.read_text(encoding="utf-8"))
+        if saved["model"] != model:
+            raise UserError(f"--resume: {resolved.train.out} is a {saved['model']} run, "
+                            f"not {model}.")
+        earlier = {k: v for k, v in saved["config"].items() if k not in ("resume", "overwrite")}
+        layers.insert(0, (str(run_file), earlier))
+        resolved = resolve(model, recipe.Options, layers=layers,
+                           train_defaults=recipe.train_defaults)
+    if not resolved.train.data:
+        raise UserError("--data is required: a table, a glob of table shards, or a folder.")
+    return resolved
+
+
+def train(model, data=None, config=None, **flags):
+    """Trains a registered model and writes its run directory.
+
+    Args:
+        model: `lstm`, `cnn`, `linear` or `transformer`.
+        data: the training data.
+        config: a YAML file of options (same names as the flags, `_` for `-`).
+        **flags: any option of `bigmodel train MODEL`.
+
+    Returns:
+        A `TrainResult`.
+
+    Raises:
+        UserError: bad options or bad data, before anything is written.
+        KeyboardInterrupt: after saving a checkpoint that `resume=True` picks up.
+    """
+    resolved = resolve_config(model, data=data, config=config, **flags)
+    settings, options = resolved.train, resolved.options
+    recipe = get_recipe(model)
+    out = Path(settings.out or default_run_dir(model))
+    check_run_directory(out, overwrite=settings.overwrite, resume=settings.resume)
+
+    import keras
+
+    from keras_bigmodel.strategy import make_strategy
+
+    distribution = make_strategy(settings.strategy, settings.devices)
+    keras.utils.set_random_seed(settings.seed)
+    train_examples, val_examples = _read_data(recipe, settings, options)
+    class_names = None
+    if recipe.task == "classification":
+        class_names = class_names_from(
+            train_examples.targets, train_examples.source, train_examples.target_name
+        )
+    y_train = _targets(recipe, train_examples, class_names)
+    y_val = _targets(recipe, val_examples, class_names) if val_examples else None
+
+    preprocessing = recipe.fit_preprocessing(train_examples, options, settings.seed)
+    train_data = _distributable(recipe.network_dataset(
+        train_examples, y_train, preprocessing, options, settings.batch_size,
+        seed=settings.seed, shuffle=True))
+    val_data = None
+    if val_examples:
+        val_data = _distributable(recipe.network_dataset(
+            val_examples, y_val, preprocessing, options, settings.batch_size,
+            seed=settings.seed, shuffle=False))
+
+    prepare_run_directory(out, overwrite=settings.overwrite, resume=settings.resume)
+    info = _run_info(resolved, distribution, train_examples, val_examples, settings)
+    write_yaml(out / RUN_FILE, info)
+    if class_names:
+        write_json(out / LABELS_FILE, class_names)
+
+    log.info("Training %s on %d rows (%d for validation) with %s strategy, %d replica(s).",
+             model, len(train_examples), len(val_examples) if val_examples else 0,
+             distribution.name, distribution.replicas)
+    previous_policy = keras.mixed_precision.global_policy()
+    if settings.mixed_precision:
+        keras.mixed_precision.set_global_policy(_mixed_policy())
+    try:
+        steps_per_epoch = math.ceil(len(train_examples) / settings.batch_size)
+        with distribution.strategy.scope():
+            network = recipe.build_network(
+                preprocessing, options, len(class_names) if class_names else 1
+            )
+            network.compile(
+                optimizer=make_optimizer(settings, steps_per_epoch),
+                loss=_loss(recipe.task),
+                metrics=_metrics(recipe.task),
+            )
+        callbacks = build_callbacks(out, settings, has_validation=val_data is not None)
+        _fit(network, train_data, val_data, settings, callbacks)
+        end_to_end = recipe.end_to_end(network, preprocessing, options)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+    metrics = {"train": score(end_to_end, train_examples, recipe.task, class_names)[0]}
+    if val_examples:
+        metrics["validation"] = score(end_to_end, val_examples, recipe.task, class_names)[0]
+    with atomic_path(out / MODEL_FILE) as tmp:
+        end_to_end.save(tmp)
+    write_json(out / METRICS_FILE, metrics)
+    history = pd.read_csv(out / HISTORY_FILE)
+    plots.learning_curves(out / "plots" / "learning_curves.png",
+                          {c: history[c].tolist() for c in history.columns if c != "epoch"})
+    info["status"] = "finished"
+    info["epochs_run"] = int(len(history))
+    write_yaml(out / RUN_FILE, info)
+    return TrainResult(run_dir=out, config=resolved, metrics=metrics)
+
+
+def default_run_dir(model):
+    """Returns `runs/<model>-<UTC timestamp>`."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path("runs") / f"{model}-{stamp}"
+
+
+def make_optimizer(settings, steps_per_epoch):
+    """Builds the optimizer and learning-rate schedule that `settings` name."""
+    import keras
+
+    rate = settings.learning_rate
+    if settings.lr_schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(rate, settings.epochs * steps_per_epoch)
+    elif settings.lr_schedule == "exponential":
+        # A tenth less every epoch.
+        rate = keras.optimizers.schedules.ExponentialDecay(rate, steps_per_epoch, 0.9)
+    if settings.optimizer == "adam":
+        return keras.optimizers.Adam(rate)
+    if settings.optimizer == "adamw":
+        return keras.optimizers.AdamW(rate)
+    if settings.optimizer == "sgd":
+        return keras.optimizers.SGD(rate, momentum=0.9)
+    return keras.optimizers.RMSprop(rate)
+
+
+def build_callbacks(out, settings, *, has_validation):
+    """Returns the run's callbacks: checkpoints, early stopping, history and TensorBoard."""
+    import keras
+
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out / "checkpoints"), delete_checkpoint=False),
+        keras.callbacks.CSVLogger(str(out / HISTORY_FILE), append=settings.resume),
+        keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False, profile_batch=0),
+    ]
+    if settings.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss" if has_validation else "loss",
+            patience=settings.early_stopping,
+            restore_best_weights=True,
+        ))
+    return callbacks
+
+
+def _fit(network, train_data, val_data, settings, callbacks):
+    verbose = 0 if settings.quiet else (1 if sys.stdout.isatty() else 2)
+    try:
+        network.fit(train_data, validation_data=val_data, epochs=settings.epochs, shuffle=False,
+                    callbacks=callbacks, verbose=verbose)
+    except KeyboardInterrupt:
+        # Keep what this epoch has learned so far: --resume restarts from here.
+        callbacks[0]._save_model()
+        raise
+
+
+def _read_data(recipe, settings, options):
+    examples = recipe.read_examples(settings.data, options, settings.format)
+    if settings.val_data:
+        return examples, recipe.read_examples(settings.val_data, options, settings.format)
+    if settings.val_split == 0:
+        return examples, None
+    labels = None
+    if recipe.task == "classification":
+        labels = np.unique(examples.targets, return_inverse=True)[1]
+    train_rows, val_rows = split_indices(len(examples), settings.val_split, settings.seed, labels)
+    if len(val_rows) == 0 or len(train_rows) == 0:
+        raise UserError(f"--val-split {settings.val_split} leaves no rows for "
+                        f"{'validation' if len(val_rows) == 0 else 'training'} out of "
+                        f"{len(examples)}; change it or pass --val-data.")
+    return examples.take(train_rows), examples.take(val_rows)
+
+
+def _targets(recipe, examples, class_names):
+    if recipe.task == "classification":
+        return encode_labels(examples.targets, class_names, examples.source,
+                             examples.target_name)
+    return np.asarray(examples.targets, dtype=np.float32)
+
+
+def _distributable(dataset):
+    import tensorflow as tf
+
+    # In-memory data has no files to shard by: split every batch between the replicas.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def _loss(task):
+    import keras
+
+    if task == "classification":
+        return keras.losses.SparseCategoricalCrossentropy()
+    return keras.losses.MeanSquaredError()
+
+
+def _metrics(task):
+    import keras
+
+    if task == "classification":
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    return [keras.metrics.MeanAbsoluteError(name="mae")]
+
+
+def _mixed_policy():
+    import tensorflow as tf
+
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+
+
+def _run_info(resolved, distribution, train_examples, val_examples, settings):
+    import keras
+    import tensorflow as tf
+
+    config = resolved.to_dict()
+    config.pop("model")
+    data = {
+        "path": settings.data,
+        "files": [str(p) for p in train_examples.paths],
+        "sha256": fingerprint(train_examples.paths),
+        "rows": len(train_examples) + (0 if settings.val_data or not val_examples
+                                       else len(val_examples)),
+        "train_rows": len(train_examples),
+        "validation_rows": len(val_examples) if val_examples else 0,
+    }
+    if settings.val_data:
+        data["validation"] = {"path": settings.val_data,
+                              "sha256": fingerprint(val_examples.paths)}
+    return {
+        "model": resolved.model,
+        "status": "training",
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "config": config,
+        "data": data,
+        "strategy": distribution.to_dict(),
+        "versions": {
+            "bigmodel": __version__,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+    }
