@@ -36,8 +36,11 @@ class BigmodelGroup(click.Group):
             _show_traceback(ctx)
             raise UserFacingError(str(exc)) from exc
         except KeyboardInterrupt:
-            click.echo("Interrupted; a checkpoint was saved where training had one "
-                       "(continue with --resume).", err=True)
+            click.echo(
+                "Interrupted; a checkpoint was saved where training had one "
+                "(continue with --resume).",
+                err=True,
+            )
             raise click.exceptions.Exit(130) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
@@ -45,8 +48,9 @@ class BigmodelGroup(click.Group):
             _show_traceback(ctx)
             click.echo(f"Error: internal error: {type(exc).__name__}: {exc}", err=True)
             if not ctx.meta.get(DEBUG_KEY):
-                click.echo("This is a bug in bigmodel; re-run with --debug for the traceback.",
-                           err=True)
+                click.echo(
+                    "This is a bug in bigmodel; re-run with --debug for the traceback.", err=True
+                )
             raise click.exceptions.Exit(1) from exc
 
 
@@ -106,20 +110,31 @@ def _train_command(name):
     @click.pass_context
     def command(ctx, config, **params):
         _setup(ctx, quiet=params.get("quiet") is True)
-        explicit = {key: value for key, value in params.items()
-                    if ctx.get_parameter_source(key) is not ParameterSource.DEFAULT}
+        explicit = {
+            key: value
+            for key, value in params.items()
+            if ctx.get_parameter_source(key) is not ParameterSource.DEFAULT
+        }
         from keras_bigmodel.training import train as train_model
 
         result = train_model(name, config=config, **explicit)
         click.echo(f"Run directory: {result.run_dir}")
         for split, metrics in result.metrics.items():
-            click.echo(f"  {split}: " + "  ".join(
-                f"{key} {value:.4f}" for key, value in metrics.items()
-                if key in ("loss", "accuracy", "f1_macro", "rmse", "mae", "r2")))
+            click.echo(
+                f"  {split}: "
+                + "  ".join(
+                    f"{key} {value:.4f}"
+                    for key, value in metrics.items()
+                    if key in ("loss", "accuracy", "f1_macro", "rmse", "mae", "r2")
+                )
+            )
 
     command.__doc__ = recipe.summary
-    command = click.option("--config", type=click.Path(dir_okay=False),
-                           help="YAML file of options (names with _ for -); flags win.")(command)
+    command = click.option(
+        "--config",
+        type=click.Path(dir_okay=False),
+        help="YAML file of options (names with _ for -); flags win.",
+    )(command)
     for decorator in recipe_options(recipe):
         command = decorator(command)
     return train.command(name, help=recipe.summary, short_help=recipe.summary)(command)
@@ -162,8 +177,10 @@ def format_metrics(metrics):
         lines.append("")
         lines.append(f"{'class':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
         for name, row in metrics["per_class"].items():
-            lines.append(f"{name:<{width}}{row['precision']:>10.4f}{row['recall']:>10.4f}"
-                         f"{row['f1']:>10.4f}{row['support']:>10}")
+            lines.append(
+                f"{name:<{width}}{row['precision']:>10.4f}{row['recall']:>10.4f}"
+                f"{row['f1']:>10.4f}{row['support']:>10}"
+            )
         lines.append("")
         lines.append("confusion matrix (rows true, columns predicted)")
         cell = max(6, *(len(n) + 1 for n in names))
@@ -176,8 +193,9 @@ def format_metrics(metrics):
 @bigmodel.command()
 @click.argument("run_dir", type=click.Path())
 @click.option("--data", required=True, help="Data laid out as for training; labels optional.")
-@click.option("--out", type=click.Path(dir_okay=False),
-              help="A .csv or .jsonl file [default: CSV on stdout].")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), help="A .csv or .jsonl file [default: CSV on stdout]."
+)
 @data_override_options
 @debug_option
 @click.pass_context
@@ -195,12 +213,25 @@ def predict(ctx, run_dir, data, out, **overrides):
 
 @bigmodel.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Export folder; the model goes into OUT/<version>/.")
-@click.option("--format", "fmt", type=click.Choice(["saved_model", "tflite"]),
-              default="saved_model", show_default=True, help="Artifact format.")
-@click.option("--version", type=click.IntRange(min=1),
-              help="Version number [default: one more than the newest in OUT, 1 at first].")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Export folder; the model goes into OUT/<version>/.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["saved_model", "tflite"]),
+    default="saved_model",
+    show_default=True,
+    help="Artifact format.",
+)
+@click.option(
+    "--version",
+    type=click.IntRange(min=1),
+    help="Version number [default: one more than the newest in OUT, 1 at first].",
+)
 @debug_option
 @click.pass_context
 def export(ctx, run_dir, out, fmt, version):
@@ -215,8 +246,12 @@ def export(ctx, run_dir, out, fmt, version):
 @bigmodel.command()
 @click.argument("path")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
-              help="Table format, when the file extension does not say.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
+    help="Table format, when the file extension does not say.",
+)
 @debug_option
 @click.pass_context
 def inspect(ctx, path, as_json, fmt):

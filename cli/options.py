@@ -17,8 +17,14 @@ def _set_debug(ctx, param, value):
 
 def debug_option(command):
     """Adds `--debug`: tracebacks and TensorFlow's own logs."""
-    return click.option("--debug", is_flag=True, expose_value=False, is_eager=True,
-                        callback=_set_debug, help="Show tracebacks and TensorFlow's logs.")(command)
+    return click.option(
+        "--debug",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_debug,
+        help="Show tracebacks and TensorFlow's logs.",
+    )(command)
 
 
 def click_option(f, annotation, default, *, toggle):
@@ -80,5 +86,9 @@ def data_override_options(command):
         option = click_option(f, annotation, None, toggle=True)
         command = option(command)
     format_field = next(f for f, _ in option_fields(TrainConfig) if f.name == "format")
-    return click.option("--format", "fmt", type=click.Choice(format_field.metadata["choices"]),
-                        help=format_field.metadata["help"])(command)
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(format_field.metadata["choices"]),
+        help=format_field.metadata["help"],
+    )(command)

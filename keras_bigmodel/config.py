@@ -1,6 +1,7 @@
 """Typed configuration: recipe defaults < a YAML file < explicit flags, checked strictly."""
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -45,13 +46,16 @@ class TrainConfig:
         None, "Training data: a table (.csv .tsv .jsonl .parquet), a glob of shards, or a folder."
     )
     format: str | None = option(
-        None, "Table format, when the file extension does not say.",
+        None,
+        "Table format, when the file extension does not say.",
         choices=("csv", "tsv", "jsonl", "parquet"),
     )
     val_data: str | None = option(None, "Validation data, instead of a split of --data.")
     val_split: float = option(
-        0.1, "Fraction of --data held out for validation (stratified for classifiers).",
-        minimum=0.0, below=1.0,
+        0.1,
+        "Fraction of --data held out for validation (stratified for classifiers).",
+        minimum=0.0,
+        below=1.0,
     )
     out: str | None = option(None, "Run directory [default: runs/<model>-<UTC timestamp>].")
     overwrite: bool = option(False, "Replace an existing run directory.")
@@ -61,12 +65,15 @@ class TrainConfig:
     learning_rate: float = option(1e-3, "Initial learning rate.", minimum=0.0)
     optimizer: str = option("adam", "Optimizer.", choices=("adam", "adamw", "sgd", "rmsprop"))
     lr_schedule: str = option(
-        "constant", "Learning-rate schedule over the run.",
+        "constant",
+        "Learning-rate schedule over the run.",
         choices=("constant", "cosine", "exponential"),
     )
     early_stopping: int = option(
-        3, "Stop after this many epochs without a better validation loss, keeping the best "
-        "weights (0 = off).", minimum=0,
+        3,
+        "Stop after this many epochs without a better validation loss, keeping the best "
+        "weights (0 = off).",
+        minimum=0,
     )
     seed: int = option(42, "Seed for every source of randomness.", minimum=0)
     strategy: str = option(
@@ -206,8 +213,8 @@ def _coerce(annotation, value, where):
             return float(value)
         raise UserError(f"{where} must be a number; got {value!r}.")
     if annotation is str:
-        if isinstance(value, str):
-            return value
+        if isinstance(value, (str, os.PathLike)):
+            return str(value)
         raise UserError(f"{where} must be a string; got {value!r}.")
     if typing.get_origin(annotation) is tuple:
         items = value.split(",") if isinstance(value, str) else value

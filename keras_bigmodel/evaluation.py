@@ -43,7 +43,9 @@ def classification_metrics(true, probabilities, class_names):
         recall = tp / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         per_class[name] = {
-            "precision": float(precision), "recall": float(recall), "f1": float(f1),
+            "precision": float(precision),
+            "recall": float(recall),
+            "f1": float(f1),
             "support": int(support),
         }
     return {
@@ -104,8 +106,9 @@ def evaluate(run_dir, data, fmt=None, **overrides):
     folder = Path(run.path) / "eval" / data_name(data)
     write_json(folder / "metrics.json", metrics)
     if class_names:
-        plots.confusion_matrix(folder / "confusion_matrix.png", metrics["confusion_matrix"],
-                               class_names)
+        plots.confusion_matrix(
+            folder / "confusion_matrix.png", metrics["confusion_matrix"], class_names
+        )
     else:
         plots.predicted_vs_actual(folder / "predicted_vs_actual.png", examples.targets, outputs)
     return metrics

@@ -41,8 +41,11 @@ def describe_table(path, fmt=None):
     columns = {}
     for name in frame.columns:
         series = frame[name]
-        info = {"dtype": str(series.dtype), "missing": int(series.isna().sum()),
-                "distinct": int(series.nunique())}
+        info = {
+            "dtype": str(series.dtype),
+            "missing": int(series.isna().sum()),
+            "distinct": int(series.nunique()),
+        }
         if info["distinct"] <= MAX_CLASSES_SHOWN:
             counts = series.value_counts()
             info["balance"] = {str(k): int(v) for k, v in counts.items()}
@@ -59,8 +62,14 @@ def describe_table(path, fmt=None):
             info["range"] = [float(series.min()), float(series.max())]
             info["mean"] = float(series.mean())
         columns[str(name)] = info
-    return {"kind": "table", "path": str(path), "format": table.format,
-            "files": len(table.paths), "rows": len(frame), "columns": columns}
+    return {
+        "kind": "table",
+        "path": str(path),
+        "format": table.format,
+        "files": len(table.paths),
+        "rows": len(frame),
+        "columns": columns,
+    }
 
 
 def describe_image_folder(folder):
@@ -70,10 +79,16 @@ def describe_image_folder(folder):
         images = [p for p in sub.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS]
         classes[sub.name] = len(images)
     if not classes:
-        raise UserError(f"{folder}: not a run directory, an export, or an image folder with one "
-                        "sub-folder per class.")
-    return {"kind": "image_folder", "path": str(folder), "classes": classes,
-            "images": sum(classes.values())}
+        raise UserError(
+            f"{folder}: not a run directory, an export, or an image folder with one "
+            "sub-folder per class."
+        )
+    return {
+        "kind": "image_folder",
+        "path": str(folder),
+        "classes": classes,
+        "images": sum(classes.values()),
+    }
 
 
 def describe_run(folder):
@@ -95,8 +110,9 @@ def describe_export(folder):
     import tensorflow as tf
 
     versions = {}
-    for version in sorted((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p:
-                          int(p.name)):
+    for version in sorted(
+        (p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
+    ):
         if (version / "saved_model.pb").is_file():
             signature = tf.saved_model.load(str(version)).signatures["serving_default"]
             inputs = signature.structured_input_signature[1]
@@ -111,8 +127,11 @@ def describe_export(folder):
 
 
 def _saved_models(folder):
-    return [p for p in folder.iterdir() if p.name.isdigit() and (
-        (p / "saved_model.pb").is_file() or (p / "model.tflite").is_file())]
+    return [
+        p
+        for p in folder.iterdir()
+        if p.name.isdigit() and ((p / "saved_model.pb").is_file() or (p / "model.tflite").is_file())
+    ]
 
 
 def _spec(spec):

@@ -67,7 +67,10 @@ def predicted_vs_actual(path, actual, predicted):
     predicted = np.asarray(predicted, dtype=float).reshape(actual.shape)
     fig, ax = _figure(figsize=(5, 5))
     ax.scatter(actual, predicted, s=4, alpha=0.4)
-    low, high = np.nanmin([actual.min(), predicted.min()]), np.nanmax([actual.max(), predicted.max()])
+    low, high = (
+        np.nanmin([actual.min(), predicted.min()]),
+        np.nanmax([actual.max(), predicted.max()]),
+    )
     ax.plot([low, high], [low, high], color="black", linewidth=1)
     ax.set_xlabel("actual")
     ax.set_ylabel("predicted")

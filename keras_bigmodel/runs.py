@@ -84,8 +84,11 @@ class Run:
             UserError: an override that is not one of this model's data options.
         """
         allowed = self.recipe.data_options
-        values = {f.name: self.config[f.name] for f in dataclasses.fields(self.recipe.Options)
-                  if f.name in self.config}
+        values = {
+            f.name: self.config[f.name]
+            for f in dataclasses.fields(self.recipe.Options)
+            if f.name in self.config
+        }
         for name, value in overrides.items():
             if value is None:
                 continue
@@ -115,6 +118,8 @@ class Run:
     def load_model(self):
         """Loads the end-to-end model in Keras' safe mode."""
         import keras
+
+        import keras_bigmodel.layers  # noqa: F401  registers what the model file names
 
         return keras.models.load_model(self.model_path, safe_mode=True)
 

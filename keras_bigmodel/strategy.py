@@ -42,15 +42,19 @@ def make_strategy(name, devices=None):
     if name == "multiworker":
         # Keras 3's fit() cannot yet reduce its step results under
         # MultiWorkerMirroredStrategy (tensorflow#72388, keras#20585).
-        raise UserError("--strategy multiworker is not supported by this release yet; "
-                        "use --strategy mirrored to train on every device of one host.")
+        raise UserError(
+            "--strategy multiworker is not supported by this release yet; "
+            "use --strategy mirrored to train on every device of one host."
+        )
     if not gpus and devices and devices > 1:
         _split_cpu(devices)
     local = _local_devices(devices, gpus)
     if name == "default" or (name == "auto" and len(local) == 1):
         if devices and devices > 1:
-            raise UserError(f"--strategy {name} runs on one device; use --strategy mirrored "
-                            f"or auto for --devices {devices}.")
+            raise UserError(
+                f"--strategy {name} runs on one device; use --strategy mirrored "
+                f"or auto for --devices {devices}."
+            )
         return StrategyInfo(tf.distribute.get_strategy(), "default", 1, 1)
     strategy = tf.distribute.MirroredStrategy(devices=local)
     return StrategyInfo(strategy, "mirrored", strategy.num_replicas_in_sync, 1)

@@ -68,12 +68,14 @@ def resolve_config(model, data=None, config=None, **flags):
     if resolved.train.resume and resolved.train.out and run_file.is_file():
         saved = yaml.safe_load(run_file.read_text(encoding="utf-8"))
         if saved["model"] != model:
-            raise UserError(f"--resume: {resolved.train.out} is a {saved['model']} run, "
-                            f"not {model}.")
+            raise UserError(
+                f"--resume: {resolved.train.out} is a {saved['model']} run, not {model}."
+            )
         earlier = {k: v for k, v in saved["config"].items() if k not in ("resume", "overwrite")}
         layers.insert(0, (str(run_file), earlier))
-        resolved = resolve(model, recipe.Options, layers=layers,
-                           train_defaults=recipe.train_defaults)
+        resolved = resolve(
+            model, recipe.Options, layers=layers, train_defaults=recipe.train_defaults
+        )
     if not resolved.train.data:
         raise UserError("--data is required: a table, a glob of table shards, or a folder.")
     return resolved
@@ -117,14 +119,30 @@ def train(model, data=None, config=None, **flags):
     y_val = _targets(recipe, val_examples, class_names) if val_examples else None
 
     preprocessing = recipe.fit_preprocessing(train_examples, options, settings.seed)
-    train_data = _distributable(recipe.network_dataset(
-        train_examples, y_train, preprocessing, options, settings.batch_size,
-        seed=settings.seed, shuffle=True))
+    train_data = _distributable(
+        recipe.network_dataset(
+            train_examples,
+            y_train,
+            preprocessing,
+            options,
+            settings.batch_size,
+            seed=settings.seed,
+            shuffle=True,
+        )
+    )
     val_data = None
     if val_examples:
-        val_data = _distributable(recipe.network_dataset(
-            val_examples, y_val, preprocessing, options, settings.batch_size,
-            seed=settings.seed, shuffle=False))
+        val_data = _distributable(
+            recipe.network_dataset(
+                val_examples,
+                y_val,
+                preprocessing,
+                options,
+                settings.batch_size,
+                seed=settings.seed,
+                shuffle=False,
+            )
+        )
 
     prepare_run_directory(out, overwrite=settings.overwrite, resume=settings.resume)
     info = _run_info(resolved, distribution, train_examples, val_examples, settings)
@@ -132,9 +150,14 @@ def train(model, data=None, config=None, **flags):
     if class_names:
         write_json(out / LABELS_FILE, class_names)
 
-    log.info("Training %s on %d rows (%d for validation) with %s strategy, %d replica(s).",
-             model, len(train_examples), len(val_examples) if val_examples else 0,
-             distribution.name, distribution.replicas)
+    log.info(
+        "Training %s on %d rows (%d for validation) with %s strategy, %d replica(s).",
+        model,
+        len(train_examples),
+        len(val_examples) if val_examples else 0,
+        distribution.name,
+        distribution.replicas,
+    )
     previous_policy = keras.mixed_precision.global_policy()
     if settings.mixed_precision:
         keras.mixed_precision.set_global_policy(_mixed_policy())
@@ -162,8 +185,10 @@ def train(model, data=None, config=None, **flags):
         end_to_end.save(tmp)
     write_json(out / METRICS_FILE, metrics)
     history = pd.read_csv(out / HISTORY_FILE)
-    plots.learning_curves(out / "plots" / "learning_curves.png",
-                          {c: history[c].tolist() for c in history.columns if c != "epoch"})
+    plots.learning_curves(
+        out / "plots" / "learning_curves.png",
+        {c: history[c].tolist() for c in history.columns if c != "epoch"},
+    )
     info["status"] = "finished"
     info["epochs_run"] = int(len(history))
     write_yaml(out / RUN_FILE, info)
@@ -205,19 +230,27 @@ def build_callbacks(out, settings, *, has_validation):
         keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False, profile_batch=0),
     ]
     if settings.early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss" if has_validation else "loss",
-            patience=settings.early_stopping,
-            restore_best_weights=True,
-        ))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss" if has_validation else "loss",
+                patience=settings.early_stopping,
+                restore_best_weights=True,
+            )
+        )
     return callbacks
 
 
 def _fit(network, train_data, val_data, settings, callbacks):
     verbose = 0 if settings.quiet else (1 if sys.stdout.isatty() else 2)
     try:
-        network.fit(train_data, validation_data=val_data, epochs=settings.epochs, shuffle=False,
-                    callbacks=callbacks, verbose=verbose)
+        network.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=settings.epochs,
+            shuffle=False,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
     except KeyboardInterrupt:
         # Keep what this epoch has learned so far: --resume restarts from here.
         callbacks[0]._save_model()
@@ -235,16 +268,17 @@ def _read_data(recipe, settings, options):
         labels = np.unique(examples.targets, return_inverse=True)[1]
     train_rows, val_rows = split_indices(len(examples), settings.val_split, settings.seed, labels)
     if len(val_rows) == 0 or len(train_rows) == 0:
-        raise UserError(f"--val-split {settings.val_split} leaves no rows for "
-                        f"{'validation' if len(val_rows) == 0 else 'training'} out of "
-                        f"{len(examples)}; change it or pass --val-data.")
+        raise UserError(
+            f"--val-split {settings.val_split} leaves no rows for "
+            f"{'validation' if len(val_rows) == 0 else 'training'} out of "
+            f"{len(examples)}; change it or pass --val-data."
+        )
     return examples.take(train_rows), examples.take(val_rows)
 
 
 def _targets(recipe, examples, class_names):
     if recipe.task == "classification":
-        return encode_labels(examples.targets, class_names, examples.source,
-                             examples.target_name)
+        return encode_labels(examples.targets, class_names, examples.source, examples.target_name)
     return np.asarray(examples.targets, dtype=np.float32)
 
 
@@ -289,14 +323,13 @@ def _run_info(resolved, distribution, train_examples, val_examples, settings):
         "path": settings.data,
         "files": [str(p) for p in train_examples.paths],
         "sha256": fingerprint(train_examples.paths),
-        "rows": len(train_examples) + (0 if settings.val_data or not val_examples
-                                       else len(val_examples)),
+        "rows": len(train_examples)
+        + (0 if settings.val_data or not val_examples else len(val_examples)),
         "train_rows": len(train_examples),
         "validation_rows": len(val_examples) if val_examples else 0,
     }
     if settings.val_data:
-        data["validation"] = {"path": settings.val_data,
-                              "sha256": fingerprint(val_examples.paths)}
+        data["validation"] = {"path": settings.val_data, "sha256": fingerprint(val_examples.paths)}
     return {
         "model": resolved.model,
         "status": "training",

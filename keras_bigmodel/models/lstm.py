@@ -13,9 +13,16 @@ class LSTMOptions(TextClassifierOptions):
 
     units: int = option(32, "LSTM units (per direction).", minimum=1)
     bidirectional: bool = option(True, "Read each text in both directions.")
+    average_embeddings: bool = option(
+        True,
+        "Also give the classifier the mean of the text's word vectors, beside the LSTM "
+        "state: a bag-of-words path that keyword-driven texts favour.",
+    )
     embedding_dropout: float = option(
-        0.25, "Rate at which whole word vectors are dropped while training.",
-        minimum=0.0, below=1.0,
+        0.25,
+        "Rate at which whole word vectors are dropped while training.",
+        minimum=0.0,
+        below=1.0,
     )
 
 
@@ -38,8 +45,13 @@ class LSTMTextClassifier(TextClassifierRecipe):
         recurrent = keras.layers.LSTM(options.units, name="lstm")
         if options.bidirectional:
             recurrent = keras.layers.Bidirectional(recurrent, name="bidirectional")
-        x = recurrent(x)
-        x = keras.layers.Dropout(options.dropout, name="dropout")(x)
+        features = recurrent(x)
+        if options.average_embeddings:
+            # The mask makes the mean ignore padding, so a text's features do not depend
+            # on the length of the batch it is in.
+            mean = keras.layers.GlobalAveragePooling1D(name="mean_embedding")(x)
+            features = keras.layers.Concatenate(name="features")([features, mean])
+        x = keras.layers.Dropout(options.dropout, name="dropout")(features)
         probabilities = keras.layers.Dense(
             num_outputs, activation="softmax", dtype="float32", name="probabilities"
         )(x)

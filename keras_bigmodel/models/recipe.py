@@ -74,8 +74,9 @@ class Recipe:
         """Adapts the preprocessing (vocabulary, normalisation) on the training examples."""
         raise NotImplementedError
 
-    def network_dataset(self, examples, targets, preprocessing, options, batch_size, *, seed,
-                        shuffle):
+    def network_dataset(
+        self, examples, targets, preprocessing, options, batch_size, *, seed, shuffle
+    ):
         """Returns a batched `tf.data.Dataset` of `(network inputs, targets)`."""
         raise NotImplementedError
 

@@ -16,8 +16,9 @@ class TextClassifierOptions:
 
     text_column: str = option("text", "Column holding the text.")
     label_column: str = option("label", "Column holding the class label (string or integer).")
-    max_tokens: int = option(20000, "Largest vocabulary, out-of-vocabulary token included.",
-                             minimum=3)
+    max_tokens: int = option(
+        20000, "Largest vocabulary, out-of-vocabulary token included.", minimum=3
+    )
     min_frequency: int = option(
         2, "Keep only words seen at least this often in the training text.", minimum=1
     )
@@ -54,38 +55,47 @@ class TextClassifierRecipe(Recipe):
         if with_targets:
             targets = label_strings(frame[options.label_column], table.name, options.label_column)
         return Examples(
-            inputs={"text": texts}, targets=targets, frame=frame, source=table.name,
-            paths=table.paths, target_name=options.label_column,
+            inputs={"text": texts},
+            targets=targets,
+            frame=frame,
+            source=table.name,
+            paths=table.paths,
+            target_name=options.label_column,
         )
 
     def fit_preprocessing(self, examples, options, seed):
         import keras
 
+        from keras_bigmodel.layers import standardize_text
+
         texts = examples.inputs["text"]
         # Count each word of the training text with Keras' own tokenizer, then keep the
         # frequent ones: a word seen once teaches the embedding nothing that generalises.
-        probe = keras.layers.TextVectorization(output_mode="int")
+        probe = keras.layers.TextVectorization(standardize=standardize_text, output_mode="int")
         probe.adapt(texts, batch_size=1024)
         counts = np.zeros(probe.vocabulary_size(), dtype=np.int64)
         for start in range(0, len(texts), 1024):
-            ids = np.asarray(probe(texts[start:start + 1024]))
+            ids = np.asarray(probe(texts[start : start + 1024]))
             counts += np.bincount(ids.ravel(), minlength=len(counts))
         words = probe.get_vocabulary()[2:]  # past the padding and out-of-vocabulary tokens
         kept = [w for w, c in zip(words, counts[2:], strict=True) if c >= options.min_frequency]
         vectorizer = keras.layers.TextVectorization(
-            output_mode="int", vocabulary=kept[: options.max_tokens - 2] or ["[EMPTY]"],
+            standardize=standardize_text,
+            output_mode="int",
+            vocabulary=kept[: options.max_tokens - 2] or ["[EMPTY]"],
             name="vectorizer",
         )
         return TextPreprocessing(vectorizer=vectorizer)
 
-    def network_dataset(self, examples, targets, preprocessing, options, batch_size, *, seed,
-                        shuffle):
+    def network_dataset(
+        self, examples, targets, preprocessing, options, batch_size, *, seed, shuffle
+    ):
         import tensorflow as tf
 
         vectorizer, max_length = preprocessing.vectorizer, options.max_length
 
         def to_token_ids(texts):
-            ids = vectorizer(texts)[:, :max_length]
+            ids = clip_token_ids(vectorizer(texts), max_length)
             # Ids are padded with zeros at the end only: 0 is the padding token.
             return ids, tf.math.count_nonzero(ids, axis=1)
 
@@ -100,22 +110,27 @@ class TextClassifierRecipe(Recipe):
         # Each batch is padded to its own longest text, not to max_length: most texts are
         # far shorter, and the LSTM's cost grows with the padded length.
         dataset = dataset.padded_batch(batch_size, padded_shapes=([None], []))
-        return dataset.map(_at_least_one_step).prefetch(tf.data.AUTOTUNE)
+        return dataset.prefetch(tf.data.AUTOTUNE)
 
     def end_to_end(self, network, preprocessing, options):
         import keras
 
         text = keras.Input(shape=(), dtype="string", name="text")
-        ids = preprocessing.vectorizer(text)
-        ids = keras.ops.pad(ids, [[0, 0], [0, 1]])[:, : options.max_length]
+        ids = clip_token_ids(preprocessing.vectorizer(text), options.max_length)
         probabilities = network(ids)
         return keras.Model({"text": text}, probabilities, name=f"{self.name}_end_to_end")
 
 
-def _at_least_one_step(ids, labels):
-    import tensorflow as tf
+def clip_token_ids(ids, max_length):
+    """Keeps the first `max_length` token ids of each text, and at least one.
 
-    # A batch of texts with no known word would have zero time steps; give it one padding
-    # step, as the end-to-end model does, so the recurrent layer always has a step to mask.
-    ids = tf.pad(ids, [[0, 0], [0, 1]])[:, : tf.maximum(1, tf.shape(ids)[1])]
-    return ids, labels
+    A text with no token at all (empty, or punctuation only) becomes one out-of-vocabulary
+    token, as a text of unknown words would: a row of padding alone would leave the
+    recurrent layer and the masked mean with nothing to read. Built from `keras.ops`, so the
+    training pipeline and the end-to-end model apply the very same steps.
+    """
+    import keras
+
+    ids = keras.ops.pad(ids, [[0, 0], [0, 1]])[:, :max_length]
+    # Real tokens are >= 1, so only a text without any has 0 in its first position.
+    return keras.ops.concatenate([keras.ops.maximum(ids[:, :1], 1), ids[:, 1:]], axis=1)

@@ -1,0 +1,288 @@
+"""Every command through click's CliRunner, in-process, on tiny real data."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from cli.main import bigmodel
+from tests.tiny_data import sms_table
+
+TINY = [
+    "--embedding-dim",
+    "8",
+    "--units",
+    "4",
+    "--min-frequency",
+    "1",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "8",
+    "--quiet",
+]
+
+
+def run_cli(*args):
+    return CliRunner().invoke(bigmodel, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny lstm run, trained once through the CLI for the tests of the other commands."""
+    folder = tmp_path_factory.mktemp("cli")
+    data = sms_table(folder)
+    result = run_cli("train", "lstm", "--data", data, "--out", folder / "run", *TINY)
+    assert result.exit_code == 0, result.output
+    assert f"Run directory: {folder / 'run'}" in result.output
+    return folder, data, folder / "run"
+
+
+def test_help_lists_every_command_and_model():
+    result = run_cli("--help")
+    for command in ("train", "eval", "predict", "export", "inspect"):
+        assert command in result.output
+    result = run_cli("train", "--help")
+    assert "lstm" in result.output
+    result = run_cli("train", "lstm", "--help")
+    assert "--bidirectional / --no-bidirectional" in result.output
+    assert "[default: 20]" in result.output
+
+
+def test_help_does_not_import_tensorflow():
+    code = (
+        "import sys; from cli.main import bigmodel\n"
+        "try:\n    bigmodel(['train', 'lstm', '--help'])\nexcept SystemExit:\n    pass\n"
+        "sys.exit(3 if 'tensorflow' in sys.modules or 'keras' in sys.modules else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+
+
+def test_run_directory(trained):
+    _, _, run = trained
+    info = __import__("yaml").safe_load((run / "run.yaml").read_text())
+    assert info["status"] == "finished"
+    assert info["config"]["units"] == 4 and info["config"]["seed"] == 42
+    assert info["data"]["rows"] == 60 and len(info["data"]["sha256"]) == 64
+    assert info["data"]["train_rows"] + info["data"]["validation_rows"] == 60
+    assert info["strategy"] == {"name": "default", "replicas": 1, "workers": 1}
+    assert set(info["versions"]) >= {"tensorflow", "keras", "bigmodel"}
+    assert json.loads((run / "labels.json").read_text()) == ["ham", "spam"]
+    history = pd.read_csv(run / "history.csv")
+    assert len(history) == 2 and {"loss", "val_loss", "accuracy"} <= set(history.columns)
+
+
+def test_eval_json_and_files(trained):
+    _, data, run = trained
+    result = run_cli("eval", run, "--data", data, "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)  # exactly one JSON object, nothing else
+    for key in (
+        "accuracy",
+        "precision_macro",
+        "recall_macro",
+        "f1_macro",
+        "per_class",
+        "confusion_matrix",
+        "num_examples",
+        "loss",
+    ):
+        assert key in metrics
+    assert metrics["num_examples"] == 60
+    assert sum(map(sum, metrics["confusion_matrix"])) == 60
+    assert metrics["per_class"]["spam"]["support"] == 30
+    assert json.loads((run / "eval" / "sms" / "metrics.json").read_text()) == metrics
+    assert (run / "eval" / "sms" / "confusion_matrix.png").is_file()
+    table = run_cli("eval", run, "--data", data)
+    assert "confusion matrix" in table.output and "accuracy" in table.output
+
+
+def test_eval_with_renamed_columns(trained):
+    folder, data, run = trained
+    renamed = folder / "renamed.jsonl"
+    frame = pd.read_csv(data).rename(columns={"text": "body", "label": "y"})
+    frame.to_json(renamed, orient="records", lines=True)
+    result = run_cli("eval", run, "--data", renamed, "--json")
+    assert result.exit_code == 2
+    assert "no column 'text'" in result.output and "--text-column" in result.output
+    result = run_cli(
+        "eval", run, "--data", renamed, "--text-column", "body", "--label-column", "y", "--json"
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_predict_csv_on_stdout_and_jsonl(trained):
+    folder, data, run = trained
+    result = run_cli("predict", run, "--data", data)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "label,text,prediction,prob_ham,prob_spam"
+    assert len(lines) == 61
+    out = folder / "predictions.jsonl"
+    result = run_cli("predict", run, "--data", data, "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 60 and rows[0]["prediction"] in ("ham", "spam")
+    assert abs(rows[0]["prob_ham"] + rows[0]["prob_spam"] - 1) < 1e-5
+
+
+def test_predict_without_labels(trained):
+    folder, data, run = trained
+    unlabelled = folder / "unlabelled.csv"
+    pd.read_csv(data)[["text"]].to_csv(unlabelled, index=False)
+    result = run_cli("predict", run, "--data", unlabelled, "--out", folder / "p.csv")
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_csv(folder / "p.csv").columns) == [
+        "text",
+        "prediction",
+        "prob_ham",
+        "prob_spam",
+    ]
+
+
+def test_export_versions_are_never_overwritten(trained):
+    folder, _, run = trained
+    out = folder / "exports" / "sms"
+    first = run_cli("export", run, "--out", out)
+    assert first.exit_code == 0, first.output
+    second = run_cli("export", run, "--out", out)
+    assert second.exit_code == 0, second.output
+    assert sorted(p.name for p in out.iterdir()) == ["1", "2"]
+    again = run_cli("export", run, "--out", out, "--version", "1")
+    assert again.exit_code == 2 and "already exists" in again.output
+    result = run_cli("inspect", out)
+    assert "text: string [None]" in result.output and "label: string [None]" in result.output
+
+
+def test_export_tflite_says_plainly_what_it_cannot_express(trained):
+    folder, _, run = trained
+    result = run_cli("export", run, "--out", folder / "tflite", "--format", "tflite")
+    assert result.exit_code == 2, result.output
+    assert "no TFLite built-in equivalent" in result.output
+    assert "--format saved_model" in result.output
+    assert not (folder / "tflite" / "1").exists()
+
+
+def test_inspect_table_and_run(trained):
+    _, data, run = trained
+    result = run_cli("inspect", data, "--json")
+    described = json.loads(result.stdout)
+    assert described["rows"] == 60
+    assert described["columns"]["label"]["balance"] == {"ham": 30, "spam": 30}
+    assert described["columns"]["text"]["words"]["max"] > 0
+    result = run_cli("inspect", run, "--json")
+    described = json.loads(result.stdout)
+    assert described["kind"] == "run" and described["model"] == "lstm"
+    assert "accuracy" in described["metrics"]["validation"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "nope.csv"], "nope.csv: no such file"),
+        (["--data", "{data}", "--text-column", "SMS"], "no column 'SMS'"),
+        (["--data", "{data}", "--dropout", "2"], "--dropout must be below 1.0"),
+        (["--data", "{data}", "--devices", "9"], "--devices 9"),
+        (["--data", "{data}", "--strategy", "default", "--devices", "2"], "one device"),
+        (["--data", "{data}", "--label-column", "text"], "leaves no rows for validation"),
+    ],
+)
+def test_train_errors_exit_2_with_one_line(tmp_path, args, message):
+    data = sms_table(tmp_path)
+    args = [a.format(data=data) for a in args]
+    result = run_cli("train", "lstm", "--out", tmp_path / "run", *args, *TINY)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("Error: ") and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_existing_run_needs_overwrite_or_resume(trained, tmp_path):
+    _, data, run = trained
+    result = run_cli("train", "lstm", "--data", data, "--out", run, *TINY)
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    result = run_cli("train", "lstm", "--data", data, "--out", tmp_path / "new", "--resume", *TINY)
+    assert result.exit_code == 2 and "no checkpoints/" in result.output
+
+
+def test_unknown_config_key(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("epochs: 1\nbatchsize: 8\n")
+    result = run_cli("train", "lstm", "--data", sms_table(tmp_path), "--config", config)
+    assert result.exit_code == 2 and "unknown option 'batchsize'" in result.output
+
+
+def test_eval_on_a_folder_that_is_not_a_run(tmp_path):
+    result = run_cli("eval", tmp_path, "--data", sms_table(tmp_path))
+    assert result.exit_code == 2 and "not a finished run directory" in result.output
+
+
+def test_internal_errors_exit_1_and_debug_shows_traceback(trained, monkeypatch):
+    _, data, run = trained
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr("keras_bigmodel.evaluation.evaluate", broken)
+    result = run_cli("eval", run, "--data", data)
+    assert result.exit_code == 1
+    assert "internal error: ZeroDivisionError: boom" in result.output
+    assert "Traceback" not in result.output
+    result = run_cli("eval", run, "--data", data, "--debug")
+    assert result.exit_code == 1 and "Traceback" in result.output
+
+
+def test_installed_command_interrupt_and_resume(tmp_path):
+    """The installed `bigmodel`: Ctrl-C saves a checkpoint and exits 130; --resume ends the
+    run; eval --json prints only JSON on stdout."""
+    bigmodel_bin = Path(sys.executable).with_name("bigmodel")
+    data = sms_table(tmp_path, rows_per_class=200)
+    run = tmp_path / "run"
+    args = [
+        str(bigmodel_bin),
+        "train",
+        "lstm",
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--epochs",
+        "60",
+        "--early-stopping",
+        "0",
+        "--batch-size",
+        "4",
+        "--units",
+        "4",
+        "--embedding-dim",
+        "8",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "training_metadata.json").exists():
+        assert time.time() < deadline and process.poll() is None
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=60)[0].decode()
+    assert process.returncode == 130, output
+    assert not (run / "model.keras").exists()
+    args[args.index("60")] = "2"
+    resumed = subprocess.run(args + ["--resume"], capture_output=True, timeout=180, env=env)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert (run / "model.keras").is_file()
+    evaluated = subprocess.run(
+        [str(bigmodel_bin), "eval", str(run), "--data", str(data), "--json"],
+        capture_output=True,
+        timeout=120,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr.decode()
+    assert json.loads(evaluated.stdout)["num_examples"] == 400

@@ -1,0 +1,118 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from keras_bigmodel.data.labels import class_names_from, encode_labels, label_strings
+from keras_bigmodel.data.split import split_indices
+from keras_bigmodel.data.tables import fingerprint, read_table
+from keras_bigmodel.errors import UserError
+from tests.tiny_data import EXAMPLES
+
+
+@pytest.fixture
+def frame():
+    return pd.DataFrame(
+        {
+            "text": ["free prize now", "see you soon", 'a "quoted" one', "NA"],
+            "label": ["spam", "ham", "ham", "ham"],
+        }
+    )
+
+
+def test_reads_every_format_alike(tmp_path, frame):
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.to_csv(tmp_path / "t.tsv", index=False, sep="\t", quoting=3)
+    frame.to_json(tmp_path / "t.jsonl", orient="records", lines=True)
+    frame.to_parquet(tmp_path / "t.parquet")
+    for name in ("t.csv", "t.tsv", "t.jsonl", "t.parquet"):
+        table = read_table(tmp_path / name)
+        assert table.frame["text"].tolist() == frame["text"].tolist(), name
+        assert table.frame["label"].tolist() == frame["label"].tolist(), name
+
+
+def test_real_tsv_with_quote_characters_keeps_every_row():
+    table = read_table(EXAMPLES / "sms_spam.tsv")
+    assert len(table.frame) == 5574
+    assert table.frame["Label"].value_counts().to_dict() == {"ham": 4827, "spam": 747}
+
+
+def test_format_flag_overrides_extension(tmp_path, frame):
+    frame.to_csv(tmp_path / "data.txt", index=False)
+    with pytest.raises(UserError, match="unknown table extension '.txt'.*--format"):
+        read_table(tmp_path / "data.txt")
+    assert len(read_table(tmp_path / "data.txt", "csv").frame) == 4
+
+
+def test_glob_of_shards_is_one_table(tmp_path, frame):
+    frame.iloc[:2].to_csv(tmp_path / "part-0.csv", index=False)
+    frame.iloc[2:].to_csv(tmp_path / "part-1.csv", index=False)
+    table = read_table(str(tmp_path / "part-*.csv"))
+    assert len(table.frame) == 4 and len(table.paths) == 2
+    assert fingerprint(table.paths) != fingerprint(table.paths[:1])
+
+
+def test_shards_with_different_columns(tmp_path, frame):
+    frame.to_csv(tmp_path / "part-0.csv", index=False)
+    frame.rename(columns={"text": "body"}).to_csv(tmp_path / "part-1.csv", index=False)
+    with pytest.raises(UserError, match="part-1.csv: columns"):
+        read_table(str(tmp_path / "part-*.csv"))
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        (None, "missing.csv", "missing.csv: no such file"),
+        (b"", "empty.csv", "empty.csv: the file is empty"),
+        (b"text,label\n", "header.csv", "has no rows"),
+        (b"text,label\n\xff\xfe,1\n", "latin.csv", "not UTF-8"),
+        (b'{"text": 1}\n{oops\n', "broken.jsonl", "cannot read as jsonl"),
+        (b"not parquet", "broken.parquet", "cannot read as parquet"),
+    ],
+)
+def test_malformed_files(tmp_path, content, name, message):
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    with pytest.raises(UserError, match=message):
+        read_table(tmp_path / name)
+
+
+def test_glob_matching_nothing(tmp_path):
+    with pytest.raises(UserError, match="no files match"):
+        read_table(str(tmp_path / "part-*.csv"))
+
+
+def test_missing_column_names_what_there_is(tmp_path, frame):
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    table = read_table(tmp_path / "t.csv")
+    with pytest.raises(UserError, match=r"no column 'SMS' \(columns: text, label\).*--text-col"):
+        table.require_columns(["SMS"], "--text-column")
+
+
+def test_labels_integers_and_strings():
+    labels = label_strings(pd.Series([1.0, 0.0, 2.0]), "t.csv", "label")
+    assert labels.tolist() == ["1", "0", "2"]
+    names = class_names_from(np.array(["10", "9", "2"], dtype=object), "t.csv", "label")
+    assert names == ["2", "9", "10"]  # numeric order for integer labels
+    assert encode_labels(np.array(["9", "10"], dtype=object), names, "t", "label").tolist() == [
+        1,
+        2,
+    ]
+
+
+def test_label_errors_name_the_row():
+    with pytest.raises(UserError, match="row 2 has no value in label column 'y'"):
+        label_strings(pd.Series(["a", None, "b"]), "t.csv", "y")
+    with pytest.raises(UserError, match="label column 'y' has 1 class"):
+        class_names_from(np.array(["a", "a"], dtype=object), "t.csv", "y")
+    with pytest.raises(UserError, match="row 2 has label 'c'.*not one of"):
+        encode_labels(np.array(["a", "c"], dtype=object), ["a", "b"], "t.csv", "y")
+
+
+def test_stratified_split_is_fixed_by_seed():
+    labels = np.array([0] * 90 + [1] * 10)
+    train, val = split_indices(100, 0.2, seed=3, labels=labels)
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(100))
+    assert (labels[val] == 1).sum() == 2 and (labels[val] == 0).sum() == 18
+    again = split_indices(100, 0.2, seed=3, labels=labels)
+    assert np.array_equal(val, again[1])
+    assert not np.array_equal(val, split_indices(100, 0.2, seed=4, labels=labels)[1])

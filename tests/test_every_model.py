@@ -1,0 +1,58 @@
+"""Every registered model passes the same checks: build, fit a few steps, save, reload in
+safe mode, export, reload the export, and give the same outputs all the way through."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_bigmodel as kb
+from keras_bigmodel.models import recipe_names
+from keras_bigmodel.runs import open_run
+from tests.tiny_data import FOR_MODEL
+
+RUN_FILES = ["run.yaml", "model.keras", "metrics.json", "history.csv", "plots/learning_curves.png"]
+
+
+def test_every_registered_model_has_tiny_data():
+    assert sorted(FOR_MODEL) == sorted(recipe_names())
+
+
+@pytest.mark.parametrize("name", sorted(FOR_MODEL))
+def test_train_save_reload_export_round_trip(tmp_path, name):
+    data, options = FOR_MODEL[name](tmp_path)
+    result = kb.train(
+        name, data=data, out=tmp_path / "run", epochs=2, batch_size=8, quiet=True, **options
+    )
+    run_dir = result.run_dir
+    for file in RUN_FILES:
+        assert (run_dir / file).is_file(), file
+    assert list((run_dir / "checkpoints").iterdir())
+    assert list((run_dir / "logs").rglob("events.out.tfevents.*"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics) == {"train", "validation"}
+
+    run = open_run(run_dir)
+    examples = run.read_examples(data, with_targets=False).take(np.arange(6))
+    reloaded = keras.models.load_model(run_dir / "model.keras", safe_mode=True)
+    expected = reloaded.predict(examples.inputs, verbose=0)
+    assert np.all(np.isfinite(expected))
+
+    target = kb.export(run_dir, tmp_path / "export")
+    assert target == tmp_path / "export" / "1"
+    for file in ("saved_model.pb", "variables", "assets"):
+        assert (target / file).exists(), file
+    signature = tf.saved_model.load(str(target)).signatures["serving_default"]
+    outputs = signature(**{k: tf.constant(v) for k, v in examples.inputs.items()})
+    class_names = run.class_names()
+    if class_names:
+        assert json.loads((run_dir / "labels.json").read_text()) == class_names
+        np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-5)
+        labels = [label.decode() for label in outputs["label"].numpy()]
+        assert labels == [class_names[i] for i in expected.argmax(axis=1)]
+    else:
+        np.testing.assert_allclose(
+            outputs["prediction"].numpy(), expected.reshape(-1), rtol=1e-5, atol=1e-5
+        )

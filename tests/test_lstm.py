@@ -1,0 +1,44 @@
+"""The text classifier's own behaviour: vocabulary, padding, empty texts, reproducibility."""
+
+import numpy as np
+import pandas as pd
+
+import keras_bigmodel as kb
+from keras_bigmodel.runs import open_run
+from tests.tiny_data import lstm_data
+
+TINY = {"epochs": 2, "batch_size": 8, "quiet": True}
+
+
+def test_predictions_do_not_depend_on_batch_padding(tmp_path):
+    data, options = lstm_data(tmp_path)
+    run_dir = kb.train("lstm", data=data, out=tmp_path / "run", **TINY, **options).run_dir
+    model = open_run(run_dir).load_model()
+    short = "call now to claim your prize"
+    long = " ".join(["see you at the station later tonight"] * 20)
+    alone = model.predict({"text": np.array([short], dtype=object)}, verbose=0)
+    beside = model.predict({"text": np.array([short, long, "", "!!!"], dtype=object)}, verbose=0)
+    np.testing.assert_allclose(alone[0], beside[0], atol=1e-5)
+    assert np.all(np.isfinite(beside))  # empty and unknown-only texts are fine too
+
+
+def test_vocabulary_keeps_frequent_training_words_only(tmp_path):
+    data, options = lstm_data(tmp_path)
+    options = {**options, "min_frequency": 3, "max_tokens": 12}
+    run_dir = kb.train("lstm", data=data, out=tmp_path / "run", **TINY, **options).run_dir
+    model = open_run(run_dir).load_model()
+    vocabulary = model.get_layer("vectorizer").get_vocabulary()
+    assert len(vocabulary) == 12 and vocabulary[:2] == ["", "[UNK]"]
+    texts = " ".join(pd.read_csv(data)["text"]).lower().split()
+    assert all(texts.count(word) >= 3 for word in vocabulary[2:] if word in texts)
+
+
+def test_same_seed_same_model(tmp_path):
+    data, options = lstm_data(tmp_path)
+    first = kb.train("lstm", data=data, out=tmp_path / "a", **TINY, **options)
+    second = kb.train("lstm", data=data, out=tmp_path / "b", **TINY, **options)
+    a = pd.read_csv(first.run_dir / "history.csv")
+    b = pd.read_csv(second.run_dir / "history.csv")
+    pd.testing.assert_frame_equal(a, b)
+    third = kb.train("lstm", data=data, out=tmp_path / "c", seed=7, **TINY, **options)
+    assert not pd.read_csv(third.run_dir / "history.csv").equals(a)
