@@ -40,7 +40,8 @@ class Table:
             if column not in self.frame.columns:
                 have = ", ".join(map(str, self.frame.columns))
                 raise UserError(
-                    f"{self.name}: no column '{column}' (columns: {have}); choose one with {option}."
+                    f"{self.name}: no column '{column}' (columns: {have}); "
+                    f"choose one with {option}."
                 )
 
 
