@@ -118,6 +118,9 @@ def _train_command(name):
         from keras_bigmodel.training import train as train_model
 
         result = train_model(name, config=config, **explicit)
+        if not result.is_chief:
+            click.echo(f"Worker done; the chief writes the run directory {result.run_dir}")
+            return
         click.echo(f"Run directory: {result.run_dir}")
         for split, metrics in result.metrics.items():
             click.echo(

@@ -1,6 +1,8 @@
 """Choosing and configuring the `tf.distribute` strategy a run trains under."""
 
+import json
 import logging
+import os
 from dataclasses import dataclass
 
 from keras_bigmodel.errors import UserError
@@ -16,6 +18,8 @@ class StrategyInfo:
     name: str
     replicas: int
     workers: int
+    #: whether this process writes the run directory (always, but for multi-worker runs).
+    is_chief: bool = True
 
     def to_dict(self):
         return {"name": self.name, "replicas": self.replicas, "workers": self.workers}
@@ -25,8 +29,8 @@ def make_strategy(name, devices=None):
     """Creates the distribution strategy for `--strategy` and `--devices`.
 
     Args:
-        name: `auto` (all GPUs if more than one, else one device), `default` or
-            `mirrored`.
+        name: `auto` (all GPUs if more than one, else one device), `default`, `mirrored`
+            or `multiworker` (one of several processes described by `TF_CONFIG`).
         devices: replicas on this host. Without GPUs the CPU is split into this many
             logical devices, which is how the multi-replica path runs on a laptop or in CI.
 
@@ -34,18 +38,13 @@ def make_strategy(name, devices=None):
         A `StrategyInfo`.
 
     Raises:
-        UserError: more devices asked for than there are.
+        UserError: more devices asked for than there are, or a missing or bad `TF_CONFIG`.
     """
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if name == "multiworker":
-        # Keras 3's fit() cannot yet reduce its step results under
-        # MultiWorkerMirroredStrategy (tensorflow#72388, keras#20585).
-        raise UserError(
-            "--strategy multiworker is not supported by this release yet; "
-            "use --strategy mirrored to train on every device of one host."
-        )
+        return _multiworker(devices, gpus)
     if not gpus and devices and devices > 1:
         _split_cpu(devices)
     local = _local_devices(devices, gpus)
@@ -87,3 +86,55 @@ def _split_cpu(devices):
         # The runtime is already initialised (a notebook, a test session); whatever logical
         # devices exist then are all there is, and _local_devices says so if too few.
         log.debug("logical CPU devices already configured")
+
+
+def _multiworker(devices, gpus):
+    import tensorflow as tf
+
+    cluster, _ = read_tf_config()
+    if not gpus and devices and devices > 1:
+        _split_cpu(devices)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    workers = sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
+    return StrategyInfo(
+        strategy, "multiworker", strategy.num_replicas_in_sync, workers, is_chief_task()
+    )
+
+
+def is_chief_task():
+    """Tells whether this process is the chief of the `TF_CONFIG` cluster: the `chief` task
+    if the cluster names one, else worker 0, as TensorFlow's own convention has it."""
+    cluster, task = read_tf_config()
+    if "chief" in cluster:
+        return task["type"] == "chief"
+    return task["type"] == "worker" and task["index"] == 0
+
+
+def read_tf_config():
+    """Reads and checks the `TF_CONFIG` environment variable of a multi-worker run.
+
+    Returns:
+        `(cluster, task)`: the cluster's task addresses by type, and this process's task.
+
+    Raises:
+        UserError: `TF_CONFIG` is missing or does not describe a cluster and a task in it.
+    """
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise UserError(
+            "--strategy multiworker needs the TF_CONFIG environment variable "
+            "(the cluster and this worker's task); see README 'Scaling out'."
+        )
+    try:
+        config = json.loads(raw)
+        cluster, task = config["cluster"], config["task"]
+        addresses = cluster[task["type"]]
+        if not 0 <= task["index"] < len(addresses):
+            raise IndexError(f"task index {task['index']} out of range")
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise UserError(
+            f"TF_CONFIG: not a cluster with this task in it ({exc!r}); expected "
+            '{"cluster": {"worker": ["host:port", ...]}, '
+            '"task": {"type": "worker", "index": 0}}.'
+        ) from exc
+    return cluster, task

@@ -4,7 +4,9 @@ import datetime
 import logging
 import math
 import platform
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +17,13 @@ import yaml
 from keras_bigmodel import __version__, plots
 from keras_bigmodel.config import RunConfig, load_yaml, resolve
 from keras_bigmodel.data.labels import class_names_from, encode_labels
+from keras_bigmodel.data.order import EpochOrder
 from keras_bigmodel.data.split import split_indices
 from keras_bigmodel.data.tables import fingerprint
 from keras_bigmodel.errors import UserError
 from keras_bigmodel.evaluation import score
 from keras_bigmodel.models import get_recipe
+from keras_bigmodel.multiworker import keras_multiworker_fixes
 from keras_bigmodel.runs import (
     HISTORY_FILE,
     LABELS_FILE,
@@ -32,6 +36,7 @@ from keras_bigmodel.runs import (
     write_json,
     write_yaml,
 )
+from keras_bigmodel.strategy import is_chief_task, make_strategy
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,8 @@ class TrainResult:
     run_dir: Path
     config: RunConfig
     metrics: dict
+    #: False for the workers of a multi-worker run that are not the chief: they write nothing.
+    is_chief: bool = True
 
 
 def resolve_config(model, data=None, config=None, **flags):
@@ -101,11 +108,11 @@ def train(model, data=None, config=None, **flags):
     settings, options = resolved.train, resolved.options
     recipe = get_recipe(model)
     out = Path(settings.out or default_run_dir(model))
-    check_run_directory(out, overwrite=settings.overwrite, resume=settings.resume)
+    chief = settings.strategy != "multiworker" or is_chief_task()
+    if chief:
+        check_run_directory(out, overwrite=settings.overwrite, resume=settings.resume)
 
     import keras
-
-    from keras_bigmodel.strategy import make_strategy
 
     distribution = make_strategy(settings.strategy, settings.devices)
     keras.utils.set_random_seed(settings.seed)
@@ -115,40 +122,29 @@ def train(model, data=None, config=None, **flags):
         class_names = class_names_from(
             train_examples.targets, train_examples.source, train_examples.target_name
         )
-    y_train = _targets(recipe, train_examples, class_names)
-    y_val = _targets(recipe, val_examples, class_names) if val_examples else None
-
     preprocessing = recipe.fit_preprocessing(train_examples, options, settings.seed)
-    train_data = _distributable(
-        recipe.network_dataset(
-            train_examples,
-            y_train,
-            preprocessing,
-            options,
-            settings.batch_size,
-            seed=settings.seed,
-            shuffle=True,
-        )
-    )
-    val_data = None
-    if val_examples:
-        val_data = _distributable(
-            recipe.network_dataset(
-                val_examples,
-                y_val,
-                preprocessing,
-                options,
-                settings.batch_size,
-                seed=settings.seed,
-                shuffle=False,
-            )
-        )
 
-    prepare_run_directory(out, overwrite=settings.overwrite, resume=settings.resume)
+    order = EpochOrder(settings.seed)
+
+    def pipeline(examples, order):
+        targets = _targets(recipe, examples, class_names)
+        dataset = recipe.network_dataset(
+            examples, targets, preprocessing, options, settings.batch_size, order=order
+        )
+        return _distributable(dataset)
+
+    train_data = pipeline(train_examples, order)
+    val_data = pipeline(val_examples, None) if val_examples else None
+
+    # Only the chief writes the run directory; other workers of a multi-worker run keep
+    # their checkpoints and logs in a scratch folder of their own.
+    workdir = out if chief else _worker_scratch(out, settings.resume)
     info = _run_info(resolved, distribution, train_examples, val_examples, settings)
-    write_yaml(out / RUN_FILE, info)
-    if class_names:
-        write_json(out / LABELS_FILE, class_names)
+    if chief:
+        prepare_run_directory(out, overwrite=settings.overwrite, resume=settings.resume)
+        write_yaml(out / RUN_FILE, info)
+        if class_names:
+            write_json(out / LABELS_FILE, class_names)
 
     log.info(
         "Training %s on %d rows (%d for validation) with %s strategy, %d replica(s).",
@@ -172,12 +168,18 @@ def train(model, data=None, config=None, **flags):
                 loss=_loss(recipe.task),
                 metrics=_metrics(recipe.task),
             )
-        callbacks = build_callbacks(out, settings, has_validation=val_data is not None)
-        _fit(network, train_data, val_data, settings, callbacks)
+        callbacks = build_callbacks(workdir, settings, has_validation=val_data is not None)
+        callbacks.append(order.callback())
+        with keras_multiworker_fixes(distribution.strategy):
+            _fit(network, train_data, val_data, settings, callbacks)
         end_to_end = recipe.end_to_end(network, preprocessing, options)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
+    if not chief:
+        shutil.rmtree(workdir, ignore_errors=True)
+        log.info("Worker finished; the chief writes the run directory %s.", out)
+        return TrainResult(run_dir=out, config=resolved, metrics={}, is_chief=False)
     metrics = {"train": score(end_to_end, train_examples, recipe.task, class_names)[0]}
     if val_examples:
         metrics["validation"] = score(end_to_end, val_examples, recipe.task, class_names)[0]
@@ -193,6 +195,14 @@ def train(model, data=None, config=None, **flags):
     info["epochs_run"] = int(len(history))
     write_yaml(out / RUN_FILE, info)
     return TrainResult(run_dir=out, config=resolved, metrics=metrics)
+
+
+def _worker_scratch(out, resume):
+    scratch = Path(tempfile.mkdtemp(prefix="bigmodel-worker-"))
+    if resume and (out / "checkpoints").is_dir():
+        # Every worker must restart from the same epoch and weights as the chief.
+        shutil.copytree(out / "checkpoints", scratch / "checkpoints")
+    return scratch
 
 
 def default_run_dir(model):

@@ -116,3 +116,33 @@ def test_stratified_split_is_fixed_by_seed():
     again = split_indices(100, 0.2, seed=3, labels=labels)
     assert np.array_equal(val, again[1])
     assert not np.array_equal(val, split_indices(100, 0.2, seed=4, labels=labels)[1])
+
+
+def test_epoch_order_is_a_new_permutation_each_epoch_of_fit():
+    import keras
+    import tensorflow as tf
+
+    from keras_bigmodel.data.order import EpochOrder
+
+    seen = []
+
+    def record(row):
+        seen.append(int(row))
+        return row
+
+    order = EpochOrder(seed=42)
+    rows = order.indices(8).map(
+        lambda row: tf.ensure_shape(tf.py_function(record, [row], tf.int64), [])
+    )
+    data = rows.map(lambda row: (tf.cast(tf.reshape(row, [1]), tf.float32), 0.0)).batch(4)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    model.fit(data, epochs=3, verbose=0, callbacks=[order.callback()])
+    epochs = [seen[i : i + 8] for i in range(0, 24, 8)]
+    for epoch, rows in enumerate(epochs):
+        assert sorted(rows) == list(range(8))
+        expected = tf.random.experimental.stateless_shuffle(
+            tf.range(8, dtype=tf.int64), seed=tf.constant([42, epoch], tf.int64)
+        )
+        assert rows == expected.numpy().tolist()  # keyed by (seed, epoch) alone
+    assert epochs[0] != epochs[1] != epochs[2]

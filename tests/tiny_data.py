@@ -16,8 +16,9 @@ FOR_MODEL = {}
 def sms_table(folder, rows_per_class=30):
     """Writes `rows_per_class` ham and spam messages from the SMS data as a CSV."""
     frame = pd.read_csv(EXAMPLES / "sms_spam.tsv", sep="\t", quoting=3)
-    frame = pd.concat([frame[frame.Label == label].head(rows_per_class)
-                       for label in ("ham", "spam")])
+    frame = pd.concat(
+        [frame[frame.Label == label].head(rows_per_class) for label in ("ham", "spam")]
+    )
     frame = frame.rename(columns={"SMS": "text", "Label": "label"})
     path = Path(folder) / "sms.csv"
     frame.to_csv(path, index=False)

@@ -13,10 +13,10 @@ class LSTMOptions(TextClassifierOptions):
 
     units: int = option(32, "LSTM units (per direction).", minimum=1)
     bidirectional: bool = option(True, "Read each text in both directions.")
-    average_embeddings: bool = option(
-        True,
-        "Also give the classifier the mean of the text's word vectors, beside the LSTM "
-        "state: a bag-of-words path that keyword-driven texts favour.",
+    pooling: str = option(
+        "mean",
+        "How the LSTM's outputs become one vector: their mean over the words, or the final state.",
+        choices=("mean", "last"),
     )
     embedding_dropout: float = option(
         0.25,
@@ -42,15 +42,16 @@ class LSTMTextClassifier(TextClassifierRecipe):
             preprocessing.vocabulary_size, options.embedding_dim, mask_zero=True, name="embedding"
         )(token_ids)
         x = keras.layers.SpatialDropout1D(options.embedding_dropout, name="embedding_dropout")(x)
-        recurrent = keras.layers.LSTM(options.units, name="lstm")
+        # The mean over every word's output (the mask keeps padding out of it) lets a
+        # telling word anywhere in a long text count as much as one near its end.
+        recurrent = keras.layers.LSTM(
+            options.units, return_sequences=options.pooling == "mean", name="lstm"
+        )
         if options.bidirectional:
             recurrent = keras.layers.Bidirectional(recurrent, name="bidirectional")
         features = recurrent(x)
-        if options.average_embeddings:
-            # The mask makes the mean ignore padding, so a text's features do not depend
-            # on the length of the batch it is in.
-            mean = keras.layers.GlobalAveragePooling1D(name="mean_embedding")(x)
-            features = keras.layers.Concatenate(name="features")([features, mean])
+        if options.pooling == "mean":
+            features = keras.layers.GlobalAveragePooling1D(name="mean_over_words")(features)
         x = keras.layers.Dropout(options.dropout, name="dropout")(features)
         probabilities = keras.layers.Dense(
             num_outputs, activation="softmax", dtype="float32", name="probabilities"

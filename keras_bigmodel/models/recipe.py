@@ -74,10 +74,13 @@ class Recipe:
         """Adapts the preprocessing (vocabulary, normalisation) on the training examples."""
         raise NotImplementedError
 
-    def network_dataset(
-        self, examples, targets, preprocessing, options, batch_size, *, seed, shuffle
-    ):
-        """Returns a batched `tf.data.Dataset` of `(network inputs, targets)`."""
+    def network_dataset(self, examples, targets, preprocessing, options, batch_size, *, order):
+        """Returns a batched `tf.data.Dataset` of `(network inputs, targets)`.
+
+        `order` is a `keras_bigmodel.data.order.EpochOrder` whose `indices(len(examples))`
+        gives the rows to visit, shuffled anew each epoch, for training; or `None` to keep
+        the rows in order (validation).
+        """
         raise NotImplementedError
 
     def build_network(self, preprocessing, options, num_outputs):

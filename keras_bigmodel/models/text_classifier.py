@@ -87,9 +87,7 @@ class TextClassifierRecipe(Recipe):
         )
         return TextPreprocessing(vectorizer=vectorizer)
 
-    def network_dataset(
-        self, examples, targets, preprocessing, options, batch_size, *, seed, shuffle
-    ):
+    def network_dataset(self, examples, targets, preprocessing, options, batch_size, *, order):
         import tensorflow as tf
 
         vectorizer, max_length = preprocessing.vectorizer, options.max_length
@@ -97,16 +95,20 @@ class TextClassifierRecipe(Recipe):
         def to_token_ids(texts):
             ids = clip_token_ids(vectorizer(texts), max_length)
             # Ids are padded with zeros at the end only: 0 is the padding token.
-            return ids, tf.math.count_nonzero(ids, axis=1)
+            return tf.RaggedTensor.from_tensor(ids, padding=0)
 
+        # Vectorize once, in parallel, and keep every text's token ids in memory: each epoch
+        # then only gathers rows in its own order.
         texts = tf.data.Dataset.from_tensor_slices(examples.inputs["text"].astype(str))
-        tokens = texts.batch(1024).map(to_token_ids, num_parallel_calls=tf.data.AUTOTUNE)
-        tokens = tokens.unbatch().map(lambda ids, length: ids[:length])
-        tokens = tokens.apply(tf.data.experimental.assert_cardinality(len(targets)))
-        dataset = tf.data.Dataset.zip(tokens, tf.data.Dataset.from_tensor_slices(targets))
-        dataset = dataset.cache()
-        if shuffle:
-            dataset = dataset.shuffle(len(targets), seed=seed, reshuffle_each_iteration=True)
+        batches = texts.batch(1024).map(to_token_ids, num_parallel_calls=tf.data.AUTOTUNE)
+        token_ids = tf.concat(list(batches), axis=0)
+        labels = tf.constant(targets)
+        rows = order.indices(len(targets)) if order else tf.data.Dataset.range(len(targets))
+        dataset = rows.map(
+            lambda row: (token_ids[row], labels[row]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
         # Each batch is padded to its own longest text, not to max_length: most texts are
         # far shorter, and the LSTM's cost grows with the padded length.
         dataset = dataset.padded_batch(batch_size, padded_shapes=([None], []))
