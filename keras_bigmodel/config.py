@@ -61,6 +61,12 @@ class TrainConfig:
     overwrite: bool = option(False, "Replace an existing run directory.")
     resume: bool = option(False, "Continue an interrupted run in --out from its last checkpoint.")
     epochs: int = option(20, "Maximum number of passes over the training data.", minimum=1)
+    steps_per_epoch: int | None = option(
+        None,
+        "Batches per epoch [default: one pass over the training rows]; epochs then go "
+        "on through the data where the last one stopped.",
+        minimum=1,
+    )
     batch_size: int = option(32, "Global batch size, across all replicas.", minimum=1)
     learning_rate: float = option(1e-3, "Initial learning rate.", minimum=0.0)
     optimizer: str = option("adam", "Optimizer.", choices=("adam", "adamw", "sgd", "rmsprop"))
@@ -73,6 +79,12 @@ class TrainConfig:
         3,
         "Stop after this many epochs without a better validation loss, keeping the best "
         "weights (0 = off).",
+        minimum=0,
+    )
+    stream_above_mb: int = option(
+        256,
+        "Stream tables larger than this from disk instead of loading them; their "
+        "vocabulary or normalisation adapts on a sample of 100,000 rows.",
         minimum=0,
     )
     seed: int = option(42, "Seed for every source of randomness.", minimum=0)

@@ -39,8 +39,11 @@ def export(run_dir, out, format="saved_model", version=None):
     target = out / str(version)
     model = run.load_model()
     class_names = run.class_names()
-    sample = run.read_examples(run.info["data"]["path"], with_targets=False).take(
-        np.arange(min(SAMPLE_ROWS, run.info["data"]["train_rows"]))
+    sample = run.read_examples(
+        run.info["data"]["path"],
+        fmt=run.config["format"],
+        with_targets=False,
+        nrows=SAMPLE_ROWS,
     )
     expected = model_outputs(model, sample)
     with atomic_path(target) as tmp:

@@ -98,10 +98,10 @@ class Run:
             values[name] = value
         return self.recipe.Options(**values)
 
-    def read_examples(self, data, fmt=None, with_targets=True, **overrides):
+    def read_examples(self, data, fmt=None, with_targets=True, nrows=None, **overrides):
         """Reads data laid out as the run's training data (or as the overrides say)."""
         return self.recipe.read_examples(
-            data, self.options(**overrides), fmt or None, with_targets=with_targets
+            data, self.options(**overrides), fmt or None, with_targets=with_targets, nrows=nrows
         )
 
     @property

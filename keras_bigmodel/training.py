@@ -16,10 +16,8 @@ import yaml
 
 from keras_bigmodel import __version__, plots
 from keras_bigmodel.config import RunConfig, load_yaml, resolve
-from keras_bigmodel.data.labels import class_names_from, encode_labels
 from keras_bigmodel.data.order import EpochOrder
-from keras_bigmodel.data.split import split_indices
-from keras_bigmodel.data.tables import fingerprint
+from keras_bigmodel.data.sources import open_training_data
 from keras_bigmodel.errors import UserError
 from keras_bigmodel.evaluation import score
 from keras_bigmodel.models import get_recipe
@@ -116,30 +114,20 @@ def train(model, data=None, config=None, **flags):
 
     distribution = make_strategy(settings.strategy, settings.devices)
     keras.utils.set_random_seed(settings.seed)
-    train_examples, val_examples = _read_data(recipe, settings, options)
-    class_names = None
-    if recipe.task == "classification":
-        class_names = class_names_from(
-            train_examples.targets, train_examples.source, train_examples.target_name
-        )
-    preprocessing = recipe.fit_preprocessing(train_examples, options, settings.seed)
-
+    data = open_training_data(recipe, settings, options)
+    class_names = data.class_names
+    preprocessing = recipe.fit_preprocessing(data.adapt_examples, options, settings.seed)
     order = EpochOrder(settings.seed)
-
-    def pipeline(examples, order):
-        targets = _targets(recipe, examples, class_names)
-        dataset = recipe.network_dataset(
-            examples, targets, preprocessing, options, settings.batch_size, order=order
-        )
-        return _distributable(dataset)
-
-    train_data = pipeline(train_examples, order)
-    val_data = pipeline(val_examples, None) if val_examples else None
+    train_data, val_data = data.datasets(preprocessing, order, workers=distribution.workers)
+    steps = settings.steps_per_epoch
+    if steps:
+        # Epochs of a fixed number of batches continue through the data, round and round.
+        train_data = train_data.repeat()
 
     # Only the chief writes the run directory; other workers of a multi-worker run keep
     # their checkpoints and logs in a scratch folder of their own.
     workdir = out if chief else _worker_scratch(out, settings.resume)
-    info = _run_info(resolved, distribution, train_examples, val_examples, settings)
+    info = _run_info(resolved, distribution, data)
     if chief:
         prepare_run_directory(out, overwrite=settings.overwrite, resume=settings.resume)
         write_yaml(out / RUN_FILE, info)
@@ -149,8 +137,8 @@ def train(model, data=None, config=None, **flags):
     log.info(
         "Training %s on %d rows (%d for validation) with %s strategy, %d replica(s).",
         model,
-        len(train_examples),
-        len(val_examples) if val_examples else 0,
+        data.train_rows,
+        data.validation_rows,
         distribution.name,
         distribution.replicas,
     )
@@ -158,7 +146,7 @@ def train(model, data=None, config=None, **flags):
     if settings.mixed_precision:
         keras.mixed_precision.set_global_policy(_mixed_policy())
     try:
-        steps_per_epoch = math.ceil(len(train_examples) / settings.batch_size)
+        steps_per_epoch = steps or max(1, math.ceil(data.train_rows / settings.batch_size))
         with distribution.strategy.scope():
             network = recipe.build_network(
                 preprocessing, options, len(class_names) if class_names else 1
@@ -171,7 +159,7 @@ def train(model, data=None, config=None, **flags):
         callbacks = build_callbacks(workdir, settings, has_validation=val_data is not None)
         callbacks.append(order.callback())
         with keras_multiworker_fixes(distribution.strategy):
-            _fit(network, train_data, val_data, settings, callbacks)
+            _fit(network, train_data, val_data, settings, callbacks, steps)
         end_to_end = recipe.end_to_end(network, preprocessing, options)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
@@ -180,9 +168,10 @@ def train(model, data=None, config=None, **flags):
         shutil.rmtree(workdir, ignore_errors=True)
         log.info("Worker finished; the chief writes the run directory %s.", out)
         return TrainResult(run_dir=out, config=resolved, metrics={}, is_chief=False)
-    metrics = {"train": score(end_to_end, train_examples, recipe.task, class_names)[0]}
-    if val_examples:
-        metrics["validation"] = score(end_to_end, val_examples, recipe.task, class_names)[0]
+    metrics = {
+        split: score(end_to_end, examples, recipe.task, class_names)[0]
+        for split, examples in data.metric_examples().items()
+    }
     with atomic_path(out / MODEL_FILE) as tmp:
         end_to_end.save(tmp)
     write_json(out / METRICS_FILE, metrics)
@@ -250,13 +239,14 @@ def build_callbacks(out, settings, *, has_validation):
     return callbacks
 
 
-def _fit(network, train_data, val_data, settings, callbacks):
+def _fit(network, train_data, val_data, settings, callbacks, steps_per_epoch):
     verbose = 0 if settings.quiet else (1 if sys.stdout.isatty() else 2)
     try:
         network.fit(
             train_data,
             validation_data=val_data,
             epochs=settings.epochs,
+            steps_per_epoch=steps_per_epoch,
             shuffle=False,
             callbacks=callbacks,
             verbose=verbose,
@@ -265,40 +255,6 @@ def _fit(network, train_data, val_data, settings, callbacks):
         # Keep what this epoch has learned so far: --resume restarts from here.
         callbacks[0]._save_model()
         raise
-
-
-def _read_data(recipe, settings, options):
-    examples = recipe.read_examples(settings.data, options, settings.format)
-    if settings.val_data:
-        return examples, recipe.read_examples(settings.val_data, options, settings.format)
-    if settings.val_split == 0:
-        return examples, None
-    labels = None
-    if recipe.task == "classification":
-        labels = np.unique(examples.targets, return_inverse=True)[1]
-    train_rows, val_rows = split_indices(len(examples), settings.val_split, settings.seed, labels)
-    if len(val_rows) == 0 or len(train_rows) == 0:
-        raise UserError(
-            f"--val-split {settings.val_split} leaves no rows for "
-            f"{'validation' if len(val_rows) == 0 else 'training'} out of "
-            f"{len(examples)}; change it or pass --val-data."
-        )
-    return examples.take(train_rows), examples.take(val_rows)
-
-
-def _targets(recipe, examples, class_names):
-    if recipe.task == "classification":
-        return encode_labels(examples.targets, class_names, examples.source, examples.target_name)
-    return np.asarray(examples.targets, dtype=np.float32)
-
-
-def _distributable(dataset):
-    import tensorflow as tf
-
-    # In-memory data has no files to shard by: split every batch between the replicas.
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)
 
 
 def _loss(task):
@@ -323,29 +279,18 @@ def _mixed_policy():
     return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
 
 
-def _run_info(resolved, distribution, train_examples, val_examples, settings):
+def _run_info(resolved, distribution, data):
     import keras
     import tensorflow as tf
 
     config = resolved.to_dict()
     config.pop("model")
-    data = {
-        "path": settings.data,
-        "files": [str(p) for p in train_examples.paths],
-        "sha256": fingerprint(train_examples.paths),
-        "rows": len(train_examples)
-        + (0 if settings.val_data or not val_examples else len(val_examples)),
-        "train_rows": len(train_examples),
-        "validation_rows": len(val_examples) if val_examples else 0,
-    }
-    if settings.val_data:
-        data["validation"] = {"path": settings.val_data, "sha256": fingerprint(val_examples.paths)}
     return {
         "model": resolved.model,
         "status": "training",
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "config": config,
-        "data": data,
+        "data": data.describe(),
         "strategy": distribution.to_dict(),
         "versions": {
             "bigmodel": __version__,

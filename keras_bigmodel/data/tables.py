@@ -81,12 +81,13 @@ def table_format(path, fmt=None):
     return FORMATS[suffix]
 
 
-def read_table(pattern, fmt=None):
+def read_table(pattern, fmt=None, nrows=None):
     """Reads a table, or the shards a glob names, as one frame.
 
     Args:
         pattern: a file path or a glob such as `data/part-*.csv`.
         fmt: `csv`, `tsv`, `jsonl` or `parquet`; by default from the extension.
+        nrows: read only the first rows, up to this many (from the first shards).
 
     Returns:
         A `Table`. Blank cells are missing values; every other cell keeps its text, so a
@@ -97,32 +98,43 @@ def read_table(pattern, fmt=None):
     """
     paths = expand_paths(pattern)
     fmt = table_format(paths[0], fmt)
-    frames = [_read_one(path, fmt) for path in paths]
+    frames, rows = [], 0
+    for path in paths:
+        frames.append(_read_one(path, fmt, None if nrows is None else nrows - rows))
+        rows += len(frames[-1])
+        if nrows is not None and rows >= nrows:
+            break
     columns = list(frames[0].columns)
-    for path, frame in zip(paths[1:], frames[1:], strict=True):
+    for path, frame in zip(paths[1:], frames[1:], strict=False):
         if list(frame.columns) != columns:
             raise UserError(
                 f"{path}: columns {list(frame.columns)} differ from {paths[0]}'s {columns}."
             )
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    if frame.empty:
+    if frame.empty and nrows != 0:
         raise UserError(f"{pattern}: the table has no rows.")
     return Table(frame=frame, paths=paths, format=fmt, name=str(pattern))
 
 
-def _read_one(path, fmt):
+def csv_options(fmt):
+    """Returns pandas' options for reading `csv` or `tsv` the way bigmodel does."""
+    # TSV has no quoting: a message may start with a quote character.
+    if fmt == "tsv":
+        return {"sep": "\t", "quoting": csv.QUOTE_NONE, "keep_default_na": False, "na_values": [""]}
+    return {"sep": ",", "quoting": csv.QUOTE_MINIMAL, "keep_default_na": False, "na_values": [""]}
+
+
+def _read_one(path, fmt, nrows=None):
     try:
         if fmt in ("csv", "tsv"):
-            # TSV has no quoting: a message may start with a quote character.
-            return pd.read_csv(
-                path,
-                sep="," if fmt == "csv" else "\t",
-                quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE,
-                keep_default_na=False,
-                na_values=[""],
-            )
+            return pd.read_csv(path, nrows=nrows, **csv_options(fmt))
         if fmt == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False)
+            return pd.read_json(path, lines=True, dtype=False, nrows=nrows)
+        if nrows is not None:
+            import pyarrow.parquet as pq
+
+            batches = pq.ParquetFile(path).iter_batches(batch_size=max(nrows, 1))
+            return next(batches).to_pandas().head(nrows)
         return pd.read_parquet(path)
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}).") from exc

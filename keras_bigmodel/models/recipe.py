@@ -65,9 +65,15 @@ class Recipe:
     #: the options that say how to read this model's data; `eval` and `predict` take them
     #: as overrides of what the run was trained with.
     data_options = ()
+    #: whether tables too large for memory can be streamed (see the `stream_*` methods).
+    streams = False
+    #: the flags naming the input and target columns, for messages.
+    input_option = "--data"
+    target_option = "--data"
 
-    def read_examples(self, data, options, fmt=None, with_targets=True):
-        """Reads and checks data; returns `Examples` (targets only if `with_targets`)."""
+    def read_examples(self, data, options, fmt=None, with_targets=True, nrows=None):
+        """Reads and checks data; returns `Examples` (targets only if `with_targets`, and
+        only the first `nrows` rows if given)."""
         raise NotImplementedError
 
     def fit_preprocessing(self, examples, options, seed):
@@ -89,4 +95,17 @@ class Recipe:
 
     def end_to_end(self, network, preprocessing, options):
         """Returns the model from raw inputs to probabilities (or values)."""
+        raise NotImplementedError
+
+    def examples_from_frame(self, frame, source, paths, options, with_targets=True):
+        """Turns a frame of this model's columns into `Examples` (streaming recipes)."""
+        raise NotImplementedError
+
+    def stream_columns(self, options):
+        """The columns a stream reads: the inputs, then the target last (streaming recipes)."""
+        raise NotImplementedError
+
+    def stream_network_inputs(self, columns, preprocessing, options):
+        """Maps a batch of input columns (string tensors, `stream_columns` order) to the
+        network's inputs (streaming recipes)."""
         raise NotImplementedError

@@ -44,24 +44,36 @@ class TextClassifierRecipe(Recipe):
     task = "classification"
     data_options = ("text_column", "label_column")
 
-    def read_examples(self, data, options, fmt=None, with_targets=True):
-        table = read_table(data, fmt)
+    streams = True
+    input_option = "--text-column"
+    target_option = "--label-column"
+
+    def read_examples(self, data, options, fmt=None, with_targets=True, nrows=None):
+        table = read_table(data, fmt, nrows)
         table.require_columns([options.text_column], "--text-column")
         if with_targets:
             table.require_columns([options.label_column], "--label-column")
-        frame = table.frame
+        return self.examples_from_frame(table.frame, table.name, table.paths, options, with_targets)
+
+    def examples_from_frame(self, frame, source, paths, options, with_targets=True):
         texts = frame[options.text_column].fillna("").astype(str).to_numpy(dtype=object)
         targets = None
         if with_targets:
-            targets = label_strings(frame[options.label_column], table.name, options.label_column)
+            targets = label_strings(frame[options.label_column], source, options.label_column)
         return Examples(
             inputs={"text": texts},
             targets=targets,
             frame=frame,
-            source=table.name,
-            paths=table.paths,
+            source=source,
+            paths=paths,
             target_name=options.label_column,
         )
+
+    def stream_columns(self, options):
+        return [options.text_column, options.label_column]
+
+    def stream_network_inputs(self, columns, preprocessing, options):
+        return clip_token_ids(preprocessing.vectorizer(columns[0]), options.max_length)
 
     def fit_preprocessing(self, examples, options, seed):
         import keras

@@ -1,0 +1,300 @@
+"""A run's training and validation rows: held in memory, or streamed from disk when large.
+
+Both kinds answer the trainer's questions the same way: the class names, the rows the
+preprocessing adapts on, the batched `tf.data` pipelines, the rows the final metrics are
+computed on, and what `run.yaml` records.
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from keras_bigmodel.data.labels import class_names_from, encode_labels
+from keras_bigmodel.data.split import split_indices
+from keras_bigmodel.data.stream import TableStream, in_validation
+from keras_bigmodel.data.tables import expand_paths, fingerprint
+from keras_bigmodel.errors import UserError
+
+log = logging.getLogger(__name__)
+
+#: rows a streamed table's preprocessing adapts on, and its final metrics are computed on.
+SAMPLE_ROWS = 100_000
+#: rows a streamed pipeline shuffles among.
+SHUFFLE_BUFFER = 10_000
+
+
+def open_training_data(recipe, settings, options):
+    """Reads the data a run trains on, streaming tables above `--stream-above-mb`.
+
+    Returns:
+        An `InMemoryData` or a `StreamedData`.
+    """
+    if recipe.streams and _is_table(settings.data):
+        size = sum(p.stat().st_size for p in expand_paths(settings.data))
+        if size > settings.stream_above_mb * 2**20:
+            log.info("Streaming %s (%.0f MB) from disk.", settings.data, size / 2**20)
+            return StreamedData(recipe, settings, options)
+    return InMemoryData(recipe, settings, options)
+
+
+class InMemoryData:
+    """Rows read whole into memory, split by a stratified, seeded draw."""
+
+    streamed = False
+
+    def __init__(self, recipe, settings, options):
+        self.recipe, self.settings, self.options = recipe, settings, options
+        examples = recipe.read_examples(settings.data, options, settings.format)
+        self.paths = examples.paths
+        if settings.val_data:
+            self.train = examples
+            self.validation = recipe.read_examples(settings.val_data, options, settings.format)
+        elif settings.val_split == 0:
+            self.train, self.validation = examples, None
+        else:
+            labels = None
+            if recipe.task == "classification":
+                labels = np.unique(examples.targets, return_inverse=True)[1]
+            train_rows, val_rows = split_indices(
+                len(examples), settings.val_split, settings.seed, labels
+            )
+            if len(val_rows) == 0 or len(train_rows) == 0:
+                empty = "validation" if len(val_rows) == 0 else "training"
+                raise UserError(
+                    f"--val-split {settings.val_split} leaves no rows for {empty} out of "
+                    f"{len(examples)}; change it or pass --val-data."
+                )
+            self.train, self.validation = examples.take(train_rows), examples.take(val_rows)
+        self.rows = len(examples)
+        self.train_rows = len(self.train)
+        self.validation_rows = len(self.validation) if self.validation else 0
+        self.class_names = None
+        if recipe.task == "classification":
+            self.class_names = class_names_from(
+                self.train.targets, self.train.source, self.train.target_name
+            )
+
+    @property
+    def adapt_examples(self):
+        return self.train
+
+    def metric_examples(self):
+        """The examples `metrics.json` reports on, by split name."""
+        found = {"train": self.train}
+        if self.validation:
+            found["validation"] = self.validation
+        return found
+
+    def datasets(self, preprocessing, order, workers=1):
+        """Returns the training and validation pipelines (`None` without validation rows)."""
+
+        def pipeline(examples, order):
+            targets = _targets(self.recipe, examples, self.class_names)
+            return self.recipe.network_dataset(
+                examples,
+                targets,
+                preprocessing,
+                self.options,
+                self.settings.batch_size,
+                order=order,
+            )
+
+        train = pipeline(self.train, order)
+        validation = pipeline(self.validation, None) if self.validation else None
+        return _with_shard_policy(train, files=False), (
+            validation and _with_shard_policy(validation, files=False)
+        )
+
+    def describe(self):
+        """What `run.yaml` records of the data."""
+        return _describe(
+            self.settings, self.paths, self.rows, self.train_rows, self.validation_rows
+        )
+
+
+class StreamedData:
+    """A table streamed from disk: statistics from one chunked pass and a bounded sample,
+    validation rows chosen by a keyed hash of each row."""
+
+    streamed = True
+
+    def __init__(self, recipe, settings, options):
+        self.recipe, self.settings, self.options = recipe, settings, options
+        self.stream = TableStream(settings.data, settings.format)
+        self.columns = recipe.stream_columns(options)
+        self.stream.require_columns(self.columns[:-1], recipe.input_option)
+        self.stream.require_columns(self.columns[-1:], recipe.target_option)
+        self.paths = self.stream.paths
+        self.val_stream = None
+        held_out = 0.0 if settings.val_data else settings.val_split
+        counts = {"validation": 0, "labels": {}}
+
+        def tally(chunk, _):
+            values = [chunk[c].fillna("").astype(str).to_numpy(dtype=object) for c in self.columns]
+            if held_out:
+                counts["validation"] += int(np.sum(in_validation(values, held_out, settings.seed)))
+            if recipe.task == "classification":
+                for label, count in chunk[self.columns[-1]].value_counts().items():
+                    counts["labels"][str(label)] = counts["labels"].get(str(label), 0) + count
+
+        sample, self.rows = self.stream.sample(
+            self.columns, SAMPLE_ROWS, settings.seed, on_chunk=tally
+        )
+        self.validation_rows = counts["validation"]
+        self.train_rows = self.rows - self.validation_rows
+        examples = recipe.examples_from_frame(sample, self.stream.name, self.paths, options)
+        held = np.zeros(len(examples), dtype=bool)
+        if held_out:
+            values = [sample[c].fillna("").astype(str).to_numpy(dtype=object) for c in self.columns]
+            held = np.asarray(in_validation(values, held_out, settings.seed))
+        self.sample_train = examples.take(np.flatnonzero(~held))
+        self.sample_validation = examples.take(np.flatnonzero(held)) if held.any() else None
+        if settings.val_data:
+            self.val_stream = TableStream(settings.val_data, settings.format)
+            self.val_stream.require_columns(self.columns, recipe.input_option)
+            val_sample, self.validation_rows = self.val_stream.sample(
+                self.columns, SAMPLE_ROWS, settings.seed
+            )
+            self.sample_validation = recipe.examples_from_frame(
+                val_sample, self.val_stream.name, self.val_stream.paths, options
+            )
+        self.class_names = None
+        if recipe.task == "classification":
+            self.class_names = class_names_from(
+                np.asarray(list(counts["labels"]), dtype=object),
+                self.stream.name,
+                self.columns[-1],
+            )
+        if self.train_rows == 0:
+            raise UserError(f"--val-split {settings.val_split} leaves no rows for training.")
+
+    @property
+    def adapt_examples(self):
+        return self.sample_train
+
+    def metric_examples(self):
+        """Bounded samples of the training and validation rows, for `metrics.json`."""
+        found = {"train": self.sample_train}
+        if self.sample_validation:
+            found["validation"] = self.sample_validation
+        return found
+
+    def datasets(self, preprocessing, order, workers=1):
+        """Streams the training and validation rows; `order` only says whether to shuffle,
+        which a stream does within a bounded buffer."""
+        settings = self.settings
+        held_out = 0.0 if settings.val_data else settings.val_split
+        # One worker reads every row, so the batch counts are known from the first pass,
+        # and Keras can show progress; split between workers, each reads its own share.
+        known = workers == 1
+        rows = self.stream.dataset(self.columns)
+        if held_out:
+            rows = rows.filter(lambda *row: ~in_validation(row, held_out, settings.seed))
+        train = self._batches(
+            rows,
+            preprocessing,
+            shuffle=order is not None,
+            rows_in_stream=self.train_rows if known else None,
+        )
+        validation = None
+        if self.val_stream:
+            validation = self._batches(
+                self.val_stream.dataset(self.columns),
+                preprocessing,
+                shuffle=False,
+                rows_in_stream=self.validation_rows if known else None,
+            )
+        elif held_out:
+            rows = self.stream.dataset(self.columns)
+            rows = rows.filter(lambda *row: in_validation(row, held_out, settings.seed))
+            validation = self._batches(
+                rows,
+                preprocessing,
+                shuffle=False,
+                rows_in_stream=self.validation_rows if known else None,
+            )
+        # Split by file only when every worker gets at least one.
+        files = len(self.paths) > 1 and len(self.paths) >= workers
+        return _with_shard_policy(train, files), (
+            validation and _with_shard_policy(validation, files)
+        )
+
+    def _batches(self, rows, preprocessing, shuffle, rows_in_stream=None):
+        import tensorflow as tf
+
+        if shuffle:
+            rows = rows.shuffle(
+                SHUFFLE_BUFFER, seed=self.settings.seed, reshuffle_each_iteration=True
+            )
+        encode = _target_encoder(self.recipe.task, self.class_names)
+
+        def to_network(*columns):
+            inputs = self.recipe.stream_network_inputs(columns[:-1], preprocessing, self.options)
+            return inputs, encode(columns[-1])
+
+        batches = rows.batch(self.settings.batch_size)
+        if rows_in_stream is not None:
+            count = -(-rows_in_stream // self.settings.batch_size)
+            batches = batches.apply(tf.data.experimental.assert_cardinality(count))
+        batches = batches.map(to_network, num_parallel_calls=tf.data.AUTOTUNE)
+        return batches.prefetch(tf.data.AUTOTUNE)
+
+    def describe(self):
+        described = _describe(
+            self.settings, self.paths, self.rows, self.train_rows, self.validation_rows
+        )
+        described["streamed"] = True
+        return described
+
+
+def _targets(recipe, examples, class_names):
+    if recipe.task == "classification":
+        return encode_labels(examples.targets, class_names, examples.source, examples.target_name)
+    return np.asarray(examples.targets, dtype=np.float32)
+
+
+def _target_encoder(task, class_names):
+    import tensorflow as tf
+
+    if task != "classification":
+        return lambda values: tf.strings.to_number(values, tf.float32)
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(class_names), tf.range(len(class_names), dtype=tf.int32)
+        ),
+        default_value=-1,
+    )
+    return table.lookup
+
+
+def _with_shard_policy(dataset, files):
+    import tensorflow as tf
+
+    # Shards are split between workers by file; rows held in memory have no files to
+    # split by, so every worker takes its part of each batch.
+    options = tf.data.Options()
+    policy = tf.data.experimental.AutoShardPolicy
+    options.experimental_distribute.auto_shard_policy = policy.FILE if files else policy.DATA
+    return dataset.with_options(options)
+
+
+def _is_table(data):
+    return not Path(data).is_dir()
+
+
+def _describe(settings, paths, rows, train_rows, validation_rows):
+    described = {
+        "path": settings.data,
+        "files": [str(p) for p in paths],
+        "sha256": fingerprint(paths),
+        "rows": rows,
+        "train_rows": train_rows,
+        "validation_rows": validation_rows,
+    }
+    if settings.val_data:
+        described["validation"] = {
+            "path": settings.val_data,
+            "sha256": fingerprint(expand_paths(settings.val_data)),
+        }
+    return described
