@@ -20,6 +20,8 @@ class StrategyInfo:
     workers: int
     #: whether this process writes the run directory (always, but for multi-worker runs).
     is_chief: bool = True
+    #: this process's place among the workers, 0 to `workers - 1`.
+    worker_index: int = 0
 
     def to_dict(self):
         return {"name": self.name, "replicas": self.replicas, "workers": self.workers}
@@ -97,8 +99,21 @@ def _multiworker(devices, gpus):
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     workers = sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
     return StrategyInfo(
-        strategy, "multiworker", strategy.num_replicas_in_sync, workers, is_chief_task()
+        strategy,
+        "multiworker",
+        strategy.num_replicas_in_sync,
+        workers,
+        is_chief_task(),
+        worker_index(),
     )
+
+
+def worker_index():
+    """This process's place among the `TF_CONFIG` cluster's workers, the chief first."""
+    cluster, task = read_tf_config()
+    if "chief" in cluster:
+        return 0 if task["type"] == "chief" else task["index"] + 1
+    return task["index"]
 
 
 def is_chief_task():

@@ -118,8 +118,12 @@ def train(model, data=None, config=None, **flags):
     class_names = data.class_names
     preprocessing = recipe.fit_preprocessing(data.adapt_examples, options, settings.seed)
     order = EpochOrder(settings.seed)
-    train_data, val_data = data.datasets(preprocessing, order, workers=distribution.workers)
+    train_data, val_data = data.datasets(
+        preprocessing, order, workers=distribution.workers, worker_index=distribution.worker_index
+    )
     steps = settings.steps_per_epoch
+    if data.fixed_steps and not steps:
+        steps = max(1, math.ceil(data.train_rows / settings.batch_size))
     if steps:
         # Epochs of a fixed number of batches continue through the data, round and round.
         train_data = train_data.repeat()

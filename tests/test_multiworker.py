@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.tiny_data import sms_table
@@ -86,31 +87,20 @@ def test_with_both_corrections_workers_train_identical_weights():
     assert first["loss"] == second["loss"]
 
 
-def test_two_bigmodel_workers_write_one_run_directory(tmp_path):
+@pytest.mark.parametrize("streamed", [False, True], ids=["in-memory", "streamed-shards"])
+def test_two_bigmodel_workers_write_one_run_directory(tmp_path, streamed):
     data = sms_table(tmp_path)
+    options = "--strategy multiworker --epochs 2 --batch-size 8 --units 4 --embedding-dim 8"
+    if streamed:  # three shards, split by file between two workers: one reads two
+        frame = pd.read_csv(sms_table(tmp_path, rows_per_class=100))
+        for i in range(3):
+            frame.iloc[i::3].to_csv(tmp_path / f"part-{i}.csv", index=False)
+        data, options = tmp_path / "part-*.csv", options + " --stream-above-mb 0"
     run = tmp_path / "run"
     ports = free_ports(2)
     bigmodel = str(Path(sys.executable).with_name("bigmodel"))
-    command = [
-        bigmodel,
-        "train",
-        "lstm",
-        "--data",
-        str(data),
-        "--out",
-        str(run),
-        "--strategy",
-        "multiworker",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "8",
-        "--units",
-        "4",
-        "--embedding-dim",
-        "8",
-        "--quiet",
-    ]
+    command = [bigmodel, "train", "lstm", "--data", str(data), "--out", str(run), "--quiet"]
+    command += options.split()
     envs = [{**os.environ, "TF_CONFIG": tf_config(ports, i)} for i in range(2)]
     (chief_code, chief_out, chief_err), (code, out, err) = run_workers([command] * 2, envs)
     assert chief_code == 0, chief_err[-3000:]
@@ -127,7 +117,7 @@ def test_two_bigmodel_workers_write_one_run_directory(tmp_path):
         timeout=TIMEOUT,
     )
     assert evaluated.returncode == 0, evaluated.stderr.decode()[-2000:]
-    assert json.loads(evaluated.stdout)["num_examples"] == 60
+    assert json.loads(evaluated.stdout)["num_examples"] == (200 if streamed else 60)
 
 
 def test_multiworker_needs_tf_config(tmp_path, monkeypatch):

@@ -42,6 +42,8 @@ class InMemoryData:
     """Rows read whole into memory, split by a stratified, seeded draw."""
 
     streamed = False
+    #: whether epochs must be a fixed number of steps over a repeated dataset.
+    fixed_steps = False
 
     def __init__(self, recipe, settings, options):
         self.recipe, self.settings, self.options = recipe, settings, options
@@ -86,8 +88,9 @@ class InMemoryData:
             found["validation"] = self.validation
         return found
 
-    def datasets(self, preprocessing, order, workers=1):
-        """Returns the training and validation pipelines (`None` without validation rows)."""
+    def datasets(self, preprocessing, order, workers=1, worker_index=0):
+        """Returns the training and validation pipelines (`None` without validation rows);
+        with several workers, each takes its share of every batch."""
 
         def pipeline(examples, order):
             targets = _targets(self.recipe, examples, self.class_names)
@@ -102,9 +105,7 @@ class InMemoryData:
 
         train = pipeline(self.train, order)
         validation = pipeline(self.validation, None) if self.validation else None
-        return _with_shard_policy(train, files=False), (
-            validation and _with_shard_policy(validation, files=False)
-        )
+        return _shard_by_data(train), validation and _shard_by_data(validation)
 
     def describe(self):
         """What `run.yaml` records of the data."""
@@ -118,6 +119,7 @@ class StreamedData:
     validation rows chosen by a keyed hash of each row."""
 
     streamed = True
+    fixed_steps = False
 
     def __init__(self, recipe, settings, options):
         self.recipe, self.settings, self.options = recipe, settings, options
@@ -180,15 +182,18 @@ class StreamedData:
             found["validation"] = self.sample_validation
         return found
 
-    def datasets(self, preprocessing, order, workers=1):
+    def datasets(self, preprocessing, order, workers=1, worker_index=0):
         """Streams the training and validation rows; `order` only says whether to shuffle,
-        which a stream does within a bounded buffer."""
+        which a stream does within a bounded buffer. With several workers and at least as
+        many shards, each worker reads its own shards; otherwise each takes its share of
+        every batch."""
         settings = self.settings
         held_out = 0.0 if settings.val_data else settings.val_split
-        # One worker reads every row, so the batch counts are known from the first pass,
-        # and Keras can show progress; split between workers, each reads its own share.
+        train_stream = _Shard(self.stream, workers, worker_index)
+        # One worker reads every row, so the batch counts are known from the first pass and
+        # Keras can show progress.
         known = workers == 1
-        rows = self.stream.dataset(self.columns)
+        rows = train_stream.dataset(self.columns)
         if held_out:
             rows = rows.filter(lambda *row: ~in_validation(row, held_out, settings.seed))
         train = self._batches(
@@ -197,28 +202,28 @@ class StreamedData:
             shuffle=order is not None,
             rows_in_stream=self.train_rows if known else None,
         )
+        train = train_stream.with_policy(train)
+        # Workers reading different shards run out of rows at different steps, and a step
+        # that some workers cannot feed crashes TensorFlow 2.21: with shards split by file,
+        # the trainer repeats the stream and runs a fixed number of steps per epoch.
+        self.fixed_steps = train_stream.by_file
         validation = None
-        if self.val_stream:
-            validation = self._batches(
-                self.val_stream.dataset(self.columns),
-                preprocessing,
-                shuffle=False,
-                rows_in_stream=self.validation_rows if known else None,
-            )
-        elif held_out:
-            rows = self.stream.dataset(self.columns)
-            rows = rows.filter(lambda *row: in_validation(row, held_out, settings.seed))
+        if self.val_stream or held_out:
+            # Validation rows are few: a worker whose shards held none would have nothing
+            # to give its replicas (which crashes TensorFlow 2.21), so every worker reads
+            # them all and tf.distribute hands each its share of every batch.
+            val_stream = _Shard(self.val_stream or self.stream, workers=1, worker_index=0)
+            rows = val_stream.dataset(self.columns)
+            if not self.val_stream:
+                rows = rows.filter(lambda *row: in_validation(row, held_out, settings.seed))
             validation = self._batches(
                 rows,
                 preprocessing,
                 shuffle=False,
                 rows_in_stream=self.validation_rows if known else None,
             )
-        # Split by file only when every worker gets at least one.
-        files = len(self.paths) > 1 and len(self.paths) >= workers
-        return _with_shard_policy(train, files), (
-            validation and _with_shard_policy(validation, files)
-        )
+            validation = val_stream.with_policy(validation)
+        return train, validation
 
     def _batches(self, rows, preprocessing, shuffle, rows_in_stream=None):
         import tensorflow as tf
@@ -268,14 +273,39 @@ def _target_encoder(task, class_names):
     return table.lookup
 
 
-def _with_shard_policy(dataset, files):
+class _Shard:
+    """This worker's part of a stream: its own shards when there are at least as many
+    shards as workers, else every shard, of whose batches tf.distribute gives it a share."""
+
+    def __init__(self, stream, workers, worker_index):
+        self.stream = stream
+        self.by_file = workers > 1 and len(stream.paths) >= workers
+        self.paths = stream.paths[worker_index::workers] if self.by_file else stream.paths
+
+    def dataset(self, columns):
+        return self.stream.dataset(columns, paths=self.paths)
+
+    def with_policy(self, dataset):
+        import tensorflow as tf
+
+        # Sharded by hand already, or split batch by batch by tf.distribute.
+        policy = tf.data.experimental.AutoShardPolicy
+        return _with_policy(dataset, policy.OFF if self.by_file else policy.DATA)
+
+
+def _shard_by_data(dataset):
     import tensorflow as tf
 
-    # Shards are split between workers by file; rows held in memory have no files to
-    # split by, so every worker takes its part of each batch.
+    # Rows held in memory have no files to split by: every worker takes its share of
+    # each batch.
+    return _with_policy(dataset, tf.data.experimental.AutoShardPolicy.DATA)
+
+
+def _with_policy(dataset, policy):
+    import tensorflow as tf
+
     options = tf.data.Options()
-    policy = tf.data.experimental.AutoShardPolicy
-    options.experimental_distribute.auto_shard_policy = policy.FILE if files else policy.DATA
+    options.experimental_distribute.auto_shard_policy = policy
     return dataset.with_options(options)
 
 

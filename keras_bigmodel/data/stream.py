@@ -44,9 +44,10 @@ class TableStream:
                     f"choose one with {option}."
                 )
 
-    def chunks(self, columns):
-        """Yields the table as frames of at most `CHUNK_ROWS` rows holding `columns`."""
-        for path in self.paths:
+    def chunks(self, columns, paths=None):
+        """Yields the table (or the shards `paths`) as frames of at most `CHUNK_ROWS` rows
+        holding `columns`."""
+        for path in self.paths if paths is None else paths:
             if self.format == "parquet":
                 import pyarrow.parquet as pq
 
@@ -93,8 +94,9 @@ class TableStream:
         kept = kept.sort_values("_row").drop(columns=["_key", "_row"])
         return kept.reset_index(drop=True), total
 
-    def dataset(self, columns):
-        """Streams `columns` as a `tf.data.Dataset` of string tensors, one element per row.
+    def dataset(self, columns, paths=None):
+        """Streams `columns` as a `tf.data.Dataset` of string tensors, one element per row,
+        from every shard or only from `paths`.
 
         CSV and TSV shards are parsed by TensorFlow itself, several files at a time, so the
         pipeline can be auto-sharded by file between workers. JSON Lines and Parquet go
@@ -127,7 +129,7 @@ class TableStream:
             )
 
         def rows():
-            for chunk in self.chunks(columns):
+            for chunk in self.chunks(columns, paths):
                 values = [chunk[c].fillna("").astype(str).to_numpy(dtype=object) for c in columns]
                 yield from zip(*values, strict=True)
 
