@@ -15,8 +15,8 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Train, evaluate and export the text classifier on the bundled SMS data: a fifth is held
-# out for evaluation and never seen in training.
+# Train, evaluate and export each model on bundled real data; a fifth of each data set is
+# held out for evaluation and never seen in training.
 demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(BIN)/python examples/split_table.py examples/data/sms_spam.tsv $(DEMO)/sms --test 0.2
@@ -24,10 +24,15 @@ demo: $(STAMP)
 		--label-column Label --out $(DEMO)/runs/lstm
 	$(BIN)/bigmodel eval $(DEMO)/runs/lstm --data $(DEMO)/sms/test.tsv
 	$(BIN)/bigmodel export $(DEMO)/runs/lstm --out $(DEMO)/exports/sms_spam
+	$(BIN)/python examples/make_digits.py $(DEMO)/digits --test 0.2
+	$(BIN)/bigmodel train cnn --data $(DEMO)/digits/train --out $(DEMO)/runs/cnn
+	$(BIN)/bigmodel eval $(DEMO)/runs/cnn --data $(DEMO)/digits/test
+	$(BIN)/bigmodel export $(DEMO)/runs/cnn --out $(DEMO)/exports/digits
 	@echo
 	@echo "Run directory: $(DEMO)/runs/lstm   (model.keras, metrics.json, plots/, logs/)"
 	@echo "Evaluation:    $(DEMO)/runs/lstm/eval/test/"
 	@echo "Export:        $(DEMO)/exports/sms_spam/1   (TensorFlow Serving layout)"
+	@echo "Digits CNN:    $(DEMO)/runs/cnn, $(DEMO)/exports/digits/1"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

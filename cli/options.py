@@ -40,7 +40,8 @@ def click_option(f, annotation, default, *, toggle):
     meta = f.metadata
     kwargs = {"help": meta["help"], "default": default, "show_default": default is not None}
     args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
-    base = args[0]
+    # A tuple's arguments are its items' types: the flag itself takes one string, "32,64".
+    base = tuple if typing.get_origin(annotation) is tuple else args[0]
     if base is bool:
         decls = [f"{flag}/--no-{flag[2:]}"] if toggle else [flag]
         kwargs.update(is_flag=True, show_default=toggle)

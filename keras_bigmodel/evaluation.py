@@ -14,7 +14,19 @@ PREDICT_BATCH_SIZE = 256
 
 def model_outputs(model, examples):
     """Runs the end-to-end model over examples' raw inputs; returns a NumPy array."""
-    return np.asarray(model.predict(examples.inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0))
+    import tensorflow as tf
+
+    # Keras turns object arrays of `str` into string tensors, but not object arrays of
+    # `bytes` (encoded images); NumPy's own bytes dtype would drop their trailing zero bytes.
+    inputs = {
+        name: tf.constant(list(values), tf.string) if _holds_bytes(values) else values
+        for name, values in examples.inputs.items()
+    }
+    return np.asarray(model.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0))
+
+
+def _holds_bytes(values):
+    return values.dtype == object and len(values) > 0 and isinstance(values[0], bytes)
 
 
 def classification_metrics(true, probabilities, class_names):

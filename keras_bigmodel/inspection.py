@@ -10,7 +10,6 @@ from keras_bigmodel.data.tables import read_table
 from keras_bigmodel.errors import UserError
 from keras_bigmodel.runs import METRICS_FILE, RUN_FILE
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".gif", ".bmp"}
 #: a column with at most this many distinct values is described by its balance.
 MAX_CLASSES_SHOWN = 20
 
@@ -73,22 +72,46 @@ def describe_table(path, fmt=None):
 
 
 def describe_image_folder(folder):
-    """Classes (sub-folders) and how many images of each type each holds."""
-    classes = {}
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        images = [p for p in sub.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS]
-        classes[sub.name] = len(images)
-    if not classes:
+    """Classes (sub-folders), their image counts, the images' sizes and colour modes, and
+    the files that do not decode or are not images."""
+    import collections
+
+    from keras_bigmodel.data import images
+
+    scan = images.scan_image_folder(folder)
+    if not any(scan.classes.values()):
         raise UserError(
             f"{folder}: not a run directory, an export, or an image folder with one "
             "sub-folder per class."
         )
-    return {
+    files = [p for found in scan.classes.values() for p in found]
+    contents = images.read_contents(files)
+    headers = [images.image_header(content) for content in contents]
+    sizes = collections.Counter(f"{h[0]}x{h[1]}" for h in headers if h)
+    modes = collections.Counter(h[2] for h in headers if h)
+    unreadable = [files[i] for i in images.find_undecodable(contents)]
+    described = {
         "kind": "image_folder",
         "path": str(folder),
-        "classes": classes,
-        "images": sum(classes.values()),
+        "classes": {name: len(found) for name, found in scan.classes.items()},
+        "images": len(files),
+        "sizes": _most_common(sizes),
+        "modes": _most_common(modes),
+        "unreadable": len(unreadable),
     }
+    if unreadable:
+        described["unreadable_files"] = [str(p) for p in unreadable[:MAX_CLASSES_SHOWN]]
+    ignored = scan.ignored + scan.beside
+    if ignored:
+        described["ignored_files"] = [str(p) for p in ignored[:MAX_CLASSES_SHOWN]]
+    return described
+
+
+def _most_common(counter):
+    """The `MAX_CLASSES_SHOWN` most common values and their counts, and how many others."""
+    shown = dict(counter.most_common(MAX_CLASSES_SHOWN))
+    others = sum(counter.values()) - sum(shown.values())
+    return {**shown, "others": others} if others else shown
 
 
 def describe_run(folder):

@@ -119,7 +119,8 @@ class Run:
         """Loads the end-to-end model in Keras' safe mode."""
         import keras
 
-        import keras_bigmodel.layers  # noqa: F401  registers what the model file names
+        import keras_bigmodel.data.images  # noqa: F401  registers what the model file names
+        import keras_bigmodel.layers  # noqa: F401
 
         return keras.models.load_model(self.model_path, safe_mode=True)
 

@@ -30,3 +30,26 @@ def lstm_data(folder):
 
 
 FOR_MODEL["lstm"] = lstm_data
+
+
+def digit_folder(folder, digits=(0, 1, 2), per_digit=10):
+    """Writes the first `per_digit` 8x8 scikit-learn digits of each digit as grayscale PNGs
+    in `folder/digits/<digit>/`."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    root = Path(folder) / "digits"
+    for digit in digits:
+        (root / str(digit)).mkdir(parents=True, exist_ok=True)
+        for row in (data.target == digit).nonzero()[0][:per_digit]:
+            pixels = (data.images[row] * (255 / 16)).round().astype("uint8")
+            Image.fromarray(pixels, mode="L").save(root / str(digit) / f"{row:04d}.png")
+    return root
+
+
+def cnn_data(folder):
+    return digit_folder(folder), {"image_size": "8", "filters": (4,)}
+
+
+FOR_MODEL["cnn"] = cnn_data

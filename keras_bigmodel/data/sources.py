@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 #: rows a streamed table's preprocessing adapts on, and its final metrics are computed on.
 SAMPLE_ROWS = 100_000
+#: files named in run.yaml; the fingerprint covers them all.
+MAX_FILES_LISTED = 20
 #: rows a streamed pipeline shuffles among.
 SHUFFLE_BUFFER = 10_000
 
@@ -110,7 +112,12 @@ class InMemoryData:
     def describe(self):
         """What `run.yaml` records of the data."""
         return _describe(
-            self.settings, self.paths, self.rows, self.train_rows, self.validation_rows
+            self.settings,
+            self.paths,
+            self.rows,
+            self.train_rows,
+            self.validation_rows,
+            val_paths=self.validation.paths if self.settings.val_data else None,
         )
 
 
@@ -313,10 +320,12 @@ def _is_table(data):
     return not Path(data).is_dir()
 
 
-def _describe(settings, paths, rows, train_rows, validation_rows):
+def _describe(settings, paths, rows, train_rows, validation_rows, val_paths=None):
     described = {
         "path": settings.data,
-        "files": [str(p) for p in paths],
+        # A folder of images has thousands of files: name the first, count them all.
+        "files": [str(p) for p in paths[:MAX_FILES_LISTED]],
+        "file_count": len(paths),
         "sha256": fingerprint(paths),
         "rows": rows,
         "train_rows": train_rows,
@@ -325,6 +334,7 @@ def _describe(settings, paths, rows, train_rows, validation_rows):
     if settings.val_data:
         described["validation"] = {
             "path": settings.val_data,
-            "sha256": fingerprint(expand_paths(settings.val_data)),
+            # The files read, which for a folder of images are not a glob's expansion.
+            "sha256": fingerprint(val_paths or expand_paths(settings.val_data)),
         }
     return described

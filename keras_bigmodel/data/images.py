@@ -1,0 +1,270 @@
+"""Image folders: listing them by class, finding files that do not decode, and decoding
+images one way, the same in the training pipeline and inside the saved model.
+
+Imports TensorFlow and Keras: import it inside functions, not at a module's top.
+"""
+
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_bigmodel.errors import UserError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+IMAGE_KINDS = "PNG, JPEG, GIF or BMP"
+LAYOUT = "one sub-folder of images per class (DIR/cat/*.png, DIR/dog/*.png)"
+#: files named in a message before "and N more".
+NAMED_IN_MESSAGES = 3
+#: PIL modes without colour; TensorFlow decodes every other mode (palette included) as RGB.
+GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
+@dataclass
+class FolderScan:
+    """What a folder holds, before any check of its layout.
+
+    Attributes:
+        classes: the image files under each sub-folder, by sub-folder name (sorted).
+        beside: the files directly in the folder, beside its sub-folders.
+        ignored: files under the sub-folders whose extension is not an image's.
+    """
+
+    classes: dict
+    beside: list
+    ignored: list
+
+
+@dataclass
+class ImageFiles:
+    """The images a folder (or a single image file) holds.
+
+    Attributes:
+        files: the image files, sorted by class, then path.
+        classes: each file's class, the name of its sub-folder; `None` for a flat folder.
+    """
+
+    files: list
+    classes: list | None
+
+
+def scan_image_folder(root):
+    """Lists a folder's sub-folders and files; hidden ones (`.DS_Store`) are passed over.
+
+    Returns:
+        A `FolderScan`.
+    """
+    root = Path(root)
+    classes, ignored = {}, []
+    for entry in _visible(root.iterdir()):
+        if entry.is_dir():
+            under = _files_under(entry)
+            classes[entry.name] = [p for p in under if is_image(p)]
+            ignored += [p for p in under if not is_image(p)]
+    beside = [p for p in _visible(root.iterdir()) if p.is_file()]
+    return FolderScan(classes=classes, beside=beside, ignored=ignored)
+
+
+def list_image_folder(path, with_classes=True):
+    """Lists the images of a folder laid out with one sub-folder per class.
+
+    Files whose extension is not PNG, JPEG, GIF or BMP are ignored, with a note in the log.
+
+    Args:
+        path: the folder, or (without classes) one image file.
+        with_classes: require the class layout; without it, a flat folder of images is read
+            too, and classes are kept only when every image sits in a sub-folder.
+
+    Returns:
+        An `ImageFiles`.
+
+    Raises:
+        UserError: no such folder, no class sub-folders, a class folder without images,
+            or no images at all.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise UserError(f"{root}: no such folder; --data for cnn is a folder with {LAYOUT}.")
+    if root.is_file():
+        if not with_classes and is_image(root):
+            return ImageFiles(files=[root], classes=None)
+        raise UserError(f"{root}: is a file; --data for cnn is a folder with {LAYOUT}.")
+    scan = scan_image_folder(root)
+    files = [p for found in scan.classes.values() for p in found]
+    classes = [name for name, found in scan.classes.items() for _ in found]
+    ignored = scan.ignored
+    if with_classes:
+        if not files:
+            kind = "images but no" if any(is_image(p) for p in scan.beside) else "no"
+            raise UserError(
+                f"{root}: {kind} class sub-folders with images; cnn reads a folder with {LAYOUT}."
+            )
+        empty = [root / name for name, found in scan.classes.items() if not found]
+        if empty:
+            raise UserError(
+                f"{named_files(empty)}: no {IMAGE_KINDS} images in "
+                f"{'this class folder' if len(empty) == 1 else 'these class folders'}; "
+                "add some or remove the folder."
+            )
+        if scan.beside:
+            log.warning(
+                "Ignored %d file(s) beside the class sub-folders of %s: %s",
+                len(scan.beside),
+                root,
+                named_files(scan.beside),
+            )
+    else:
+        images = [p for p in scan.beside if is_image(p)]
+        ignored = ignored + [p for p in scan.beside if not is_image(p)]
+        if images:
+            # Images loose in the folder: it is not laid out by class.
+            files, classes = images + files, None
+        if not files:
+            raise UserError(f"{root}: no {IMAGE_KINDS} images here or in its sub-folders.")
+    if ignored:
+        log.info(
+            "Ignored %d file(s) that are not %s images: %s",
+            len(ignored),
+            IMAGE_KINDS,
+            named_files(ignored),
+        )
+    return ImageFiles(files=files, classes=classes)
+
+
+def read_contents(files):
+    """Returns each file's bytes, as a NumPy object array.
+
+    Raises:
+        UserError: a file cannot be read.
+    """
+    contents = np.empty(len(files), dtype=object)
+    for i, path in enumerate(files):
+        try:
+            contents[i] = Path(path).read_bytes()
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read ({exc.strerror}).") from exc
+    return contents
+
+
+def find_undecodable(contents):
+    """Returns the indices of the encoded images that TensorFlow cannot decode.
+
+    Decodes each image in full, in parallel, with the decoder the model itself uses, so a
+    file that passes here decodes in training, `eval`, `predict` and the export alike.
+    """
+    indices = tf.data.Dataset.range(len(contents))
+    images = tf.data.Dataset.from_tensor_slices(tf.constant(list(contents), dtype=tf.string))
+    decoded = tf.data.Dataset.zip(indices, images).map(
+        lambda i, content: (i, tf.shape(tf.io.decode_image(content, expand_animations=False))),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    good = [i for batch, _ in decoded.ignore_errors().batch(4096) for i in batch.numpy()]
+    return sorted(set(range(len(contents))) - set(good))
+
+
+def image_header(content):
+    """Returns `(height, width, mode)` from an encoded image's header, without decoding.
+
+    `mode` is PIL's name for the pixel format (`L` grayscale, `RGB`, `RGBA`, `P` palette);
+    the result is `None` if the header is not one PIL understands.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            return image.height, image.width, image.mode
+    except Exception:  # PIL raises many types for a header it cannot parse
+        return None
+
+
+def is_grayscale(mode):
+    """Whether images of this PIL mode have no colour (TensorFlow decodes palettes as RGB)."""
+    return mode in GRAY_MODES
+
+
+def decode_and_resize(content, channels, height, width):
+    """Decodes one encoded image to `channels` and resizes it to `height` x `width`.
+
+    The one decoder of the package: the training pipeline maps it over the files and
+    `DecodeImages` maps it over a batch of bytes, so both see the very same pixels.
+
+    Returns:
+        A float32 `[height, width, channels]` tensor of pixel values in 0..255.
+    """
+    # Decoded as stored, then converted here: TensorFlow's decoders refuse some requests
+    # (a GIF, a BMP or a CMYK JPEG as one channel) that `find_undecodable` would not catch.
+    image = tf.io.decode_image(content, expand_animations=False)
+    image.set_shape([None, None, None])
+    colour = tf.shape(image)[-1] >= 3
+    if channels == 1:
+        image = tf.cond(
+            colour, lambda: tf.image.rgb_to_grayscale(image[..., :3]), lambda: image[..., :1]
+        )
+    else:
+        image = tf.cond(colour, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3]))
+    image.set_shape([None, None, channels])
+    # Antialiasing keeps fine detail from aliasing away when large photos are shrunk.
+    return tf.image.resize(image, [height, width], method="bilinear", antialias=True)
+
+
+@keras.saving.register_keras_serializable(package="bigmodel")
+class DecodeImages(keras.layers.Layer):
+    """Decodes a batch of encoded PNG, JPEG, GIF or BMP images to same-sized pixels.
+
+    Takes a `[batch]` string tensor, returns float32 `[batch, height, width, channels]`
+    pixel values in 0..255, as `decode_and_resize` gives them.
+    """
+
+    def __init__(self, height, width, channels, **kwargs):
+        super().__init__(**kwargs)
+        self.height, self.width, self.channels = height, width, channels
+        # Decoding is a string operation XLA cannot compile.
+        self.supports_jit = False
+
+    def call(self, contents):
+        return tf.map_fn(
+            lambda content: decode_and_resize(content, self.channels, self.height, self.width),
+            contents,
+            fn_output_signature=tf.TensorSpec([self.height, self.width, self.channels], tf.float32),
+        )
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.height, self.width, self.channels)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "height": self.height,
+            "width": self.width,
+            "channels": self.channels,
+        }
+
+
+def _visible(paths):
+    return sorted(p for p in paths if not p.name.startswith("."))
+
+
+def _files_under(folder):
+    return [
+        p
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
+
+
+def is_image(path):
+    """Whether a file's extension is that of an image bigmodel reads."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def named_files(paths):
+    """Names the first few paths for a message, and how many more there are."""
+    shown = ", ".join(str(p) for p in paths[:NAMED_IN_MESSAGES])
+    more = len(paths) - NAMED_IN_MESSAGES
+    return shown + (f" and {more} more" if more > 0 else "")
