@@ -28,11 +28,18 @@ demo: $(STAMP)
 	$(BIN)/bigmodel train cnn --data $(DEMO)/digits/train --out $(DEMO)/runs/cnn
 	$(BIN)/bigmodel eval $(DEMO)/runs/cnn --data $(DEMO)/digits/test
 	$(BIN)/bigmodel export $(DEMO)/runs/cnn --out $(DEMO)/exports/digits
+	$(BIN)/python examples/split_table.py examples/data/california_housing.csv $(DEMO)/housing \
+		--test 0.2 --label-column ocean_proximity
+	$(BIN)/bigmodel train linear --data $(DEMO)/housing/train.csv --target median_house_value \
+		--out $(DEMO)/runs/linear
+	$(BIN)/bigmodel eval $(DEMO)/runs/linear --data $(DEMO)/housing/test.csv
+	$(BIN)/bigmodel export $(DEMO)/runs/linear --out $(DEMO)/exports/housing
 	@echo
 	@echo "Run directory: $(DEMO)/runs/lstm   (model.keras, metrics.json, plots/, logs/)"
 	@echo "Evaluation:    $(DEMO)/runs/lstm/eval/test/"
 	@echo "Export:        $(DEMO)/exports/sms_spam/1   (TensorFlow Serving layout)"
 	@echo "Digits CNN:    $(DEMO)/runs/cnn, $(DEMO)/exports/digits/1"
+	@echo "Housing linear: $(DEMO)/runs/linear, $(DEMO)/exports/housing/1"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

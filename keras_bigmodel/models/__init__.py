@@ -8,6 +8,7 @@ from keras_bigmodel.models.registry import get_recipe, recipe_names, register
 
 # Importing a recipe module registers it.
 from keras_bigmodel.models import lstm  # noqa: E402, F401  isort: skip
+from keras_bigmodel.models import linear  # noqa: E402, F401  isort: skip
 from keras_bigmodel.models import cnn  # noqa: E402, F401  isort: skip
 
 __all__ = ["get_recipe", "recipe_names", "register"]
