@@ -43,7 +43,6 @@ def open_training_data(recipe, settings, options):
 class InMemoryData:
     """Rows read whole into memory, split by a stratified, seeded draw."""
 
-    streamed = False
     #: whether epochs must be a fixed number of steps over a repeated dataset.
     fixed_steps = False
 
@@ -125,7 +124,6 @@ class StreamedData:
     """A table streamed from disk: statistics from one chunked pass and a bounded sample,
     validation rows chosen by a keyed hash of each row."""
 
-    streamed = True
     fixed_steps = False
 
     def __init__(self, recipe, settings, options):
