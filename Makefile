@@ -9,10 +9,11 @@ DEMO := demo
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+# constraints.txt pins every package to the version CI tests; setup.cfg has the ranges.
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade pip -c constraints.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 # Train, evaluate and export each model on bundled real data; a fifth of each data set is
