@@ -1,14 +1,18 @@
 """bigmodel: raw data to a trained, evaluated, exported Keras model, one call each.
 
 The functions here mirror the command line. TensorFlow is imported only when one of them
-runs, so importing the package stays instant.
+runs, so importing the package stays instant; the project's Keras layers are registered
+as soon as Keras is imported, so `keras.models.load_model` reads a run's `model.keras`.
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["UserError", "evaluate", "export", "predict", "train"]
+__all__ = ["TrainingInterrupted", "UserError", "evaluate", "export", "predict", "train"]
 
-from keras_bigmodel.errors import UserError
+from keras_bigmodel.errors import TrainingInterrupted, UserError
+from keras_bigmodel.registration import register_with_keras
+
+register_with_keras()
 
 
 def train(model, data=None, **options):

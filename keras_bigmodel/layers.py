@@ -1,7 +1,8 @@
-"""Functions and layers the saved models refer to by registered name.
+"""The project's registered Keras layers and functions, which saved models name.
 
-`model.keras` files of text models name `bigmodel>standardize_text`: import this module
-(or `keras_bigmodel.runs`, which does) before `keras.models.load_model`.
+`model.keras` files name `bigmodel>standardize_text` and `bigmodel>DecodeImages`.
+`import keras_bigmodel` has this module imported as soon as Keras is (see
+`keras_bigmodel.registration`), so `keras.models.load_model` finds them in safe mode.
 """
 
 import keras
@@ -28,3 +29,61 @@ def standardize_text(texts):
     texts = tf.strings.regex_replace(texts, LONG_NUMBER, " 0number ")
     texts = tf.strings.regex_replace(texts, CURRENCY, r" \1 ")
     return tf.strings.regex_replace(texts, SEPARATORS, " ")
+
+
+def decode_and_resize(content, channels, height, width):
+    """Decodes one encoded image to `channels` and resizes it to `height` x `width`.
+
+    The one decoder of the package: the training pipeline maps it over the files and
+    `DecodeImages` maps it over a batch of bytes, so both see the very same pixels.
+
+    Returns:
+        A float32 `[height, width, channels]` tensor of pixel values in 0..255.
+    """
+    # Decoded as stored, then converted here: TensorFlow's decoders refuse some requests
+    # (a GIF, a BMP or a CMYK JPEG as one channel) that `find_undecodable` would not catch.
+    image = tf.io.decode_image(content, expand_animations=False)
+    image.set_shape([None, None, None])
+    colour = tf.shape(image)[-1] >= 3
+    if channels == 1:
+        image = tf.cond(
+            colour, lambda: tf.image.rgb_to_grayscale(image[..., :3]), lambda: image[..., :1]
+        )
+    else:
+        image = tf.cond(colour, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3]))
+    image.set_shape([None, None, channels])
+    # Antialiasing keeps fine detail from aliasing away when large photos are shrunk.
+    return tf.image.resize(image, [height, width], method="bilinear", antialias=True)
+
+
+@keras.saving.register_keras_serializable(package="bigmodel")
+class DecodeImages(keras.layers.Layer):
+    """Decodes a batch of encoded PNG, JPEG, GIF or BMP images to same-sized pixels.
+
+    Takes a `[batch]` string tensor, returns float32 `[batch, height, width, channels]`
+    pixel values in 0..255, as `decode_and_resize` gives them.
+    """
+
+    def __init__(self, height, width, channels, **kwargs):
+        super().__init__(**kwargs)
+        self.height, self.width, self.channels = height, width, channels
+        # Decoding is a string operation XLA cannot compile.
+        self.supports_jit = False
+
+    def call(self, contents):
+        return tf.map_fn(
+            lambda content: decode_and_resize(content, self.channels, self.height, self.width),
+            contents,
+            fn_output_signature=tf.TensorSpec([self.height, self.width, self.channels], tf.float32),
+        )
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.height, self.width, self.channels)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "height": self.height,
+            "width": self.width,
+            "channels": self.channels,
+        }

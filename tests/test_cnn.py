@@ -19,8 +19,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import bigmodel
-from keras_bigmodel.data.images import DecodeImages
+from keras_bigmodel.data.order import in_order
 from keras_bigmodel.errors import UserError
+from keras_bigmodel.layers import DecodeImages
 from keras_bigmodel.models import get_recipe
 from tests.tiny_data import EXAMPLES, digit_folder
 
@@ -110,7 +111,7 @@ def test_every_format_gives_the_same_pixels_in_training_and_in_the_model(tmp_pat
     for channels in (3, 1):
         options = CNN.Options(channels=channels)
         preprocessing = CNN.fit_preprocessing(examples, options, seed=0)
-        dataset = CNN.network_dataset(examples, targets, preprocessing, options, 8, order=None)
+        dataset = CNN.network_dataset(examples, targets, preprocessing, options, in_order(5, 8))
         pixels, _ = next(iter(dataset))
         decoded = DecodeImages(32, 32, channels)(tf.constant(list(examples.inputs["image_bytes"])))
         assert decoded.shape == (5, 32, 32, channels)

@@ -2,6 +2,8 @@
 safe mode, export, reload the export, and give the same outputs all the way through."""
 
 import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -38,6 +40,22 @@ def test_train_save_reload_export_round_trip(tmp_path, name):
     run = open_run(run_dir)
     examples = run.read_examples(data, with_targets=False).take(np.arange(6))
     reloaded = keras.models.load_model(run_dir / "model.keras", safe_mode=True)
+    # A user's own script: `import keras_bigmodel` is all it takes, before or after Keras.
+    imports = (
+        "import keras; import keras_bigmodel"
+        if name == "cnn"
+        else ("import keras_bigmodel; import keras")
+    )
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"{imports}; keras.models.load_model({str(run_dir / 'model.keras')!r})",
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    assert loaded.returncode == 0, loaded.stderr.decode()[-2000:]
     expected = model_outputs(reloaded, examples)
     assert np.all(np.isfinite(expected))
 

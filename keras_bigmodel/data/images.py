@@ -1,17 +1,13 @@
-"""Image folders: listing them by class, finding files that do not decode, and decoding
-images one way, the same in the training pipeline and inside the saved model.
-
-Imports TensorFlow and Keras: import it inside functions, not at a module's top.
-"""
+"""Image folders: listing them by class, reading their bytes, and finding files that do not
+decode (the decoding itself is `keras_bigmodel.layers.decode_and_resize`, which the saved
+model uses too)."""
 
 import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_bigmodel.errors import UserError
 
@@ -158,6 +154,8 @@ def find_undecodable(contents):
     Decodes each image in full, in parallel, with the decoder the model itself uses, so a
     file that passes here decodes in training, `eval`, `predict` and the export alike.
     """
+    import tensorflow as tf
+
     indices = tf.data.Dataset.range(len(contents))
     images = tf.data.Dataset.from_tensor_slices(tf.constant(list(contents), dtype=tf.string))
     decoded = tf.data.Dataset.zip(indices, images).map(
@@ -186,64 +184,6 @@ def image_header(content):
 def is_grayscale(mode):
     """Whether images of this PIL mode have no colour (TensorFlow decodes palettes as RGB)."""
     return mode in GRAY_MODES
-
-
-def decode_and_resize(content, channels, height, width):
-    """Decodes one encoded image to `channels` and resizes it to `height` x `width`.
-
-    The one decoder of the package: the training pipeline maps it over the files and
-    `DecodeImages` maps it over a batch of bytes, so both see the very same pixels.
-
-    Returns:
-        A float32 `[height, width, channels]` tensor of pixel values in 0..255.
-    """
-    # Decoded as stored, then converted here: TensorFlow's decoders refuse some requests
-    # (a GIF, a BMP or a CMYK JPEG as one channel) that `find_undecodable` would not catch.
-    image = tf.io.decode_image(content, expand_animations=False)
-    image.set_shape([None, None, None])
-    colour = tf.shape(image)[-1] >= 3
-    if channels == 1:
-        image = tf.cond(
-            colour, lambda: tf.image.rgb_to_grayscale(image[..., :3]), lambda: image[..., :1]
-        )
-    else:
-        image = tf.cond(colour, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3]))
-    image.set_shape([None, None, channels])
-    # Antialiasing keeps fine detail from aliasing away when large photos are shrunk.
-    return tf.image.resize(image, [height, width], method="bilinear", antialias=True)
-
-
-@keras.saving.register_keras_serializable(package="bigmodel")
-class DecodeImages(keras.layers.Layer):
-    """Decodes a batch of encoded PNG, JPEG, GIF or BMP images to same-sized pixels.
-
-    Takes a `[batch]` string tensor, returns float32 `[batch, height, width, channels]`
-    pixel values in 0..255, as `decode_and_resize` gives them.
-    """
-
-    def __init__(self, height, width, channels, **kwargs):
-        super().__init__(**kwargs)
-        self.height, self.width, self.channels = height, width, channels
-        # Decoding is a string operation XLA cannot compile.
-        self.supports_jit = False
-
-    def call(self, contents):
-        return tf.map_fn(
-            lambda content: decode_and_resize(content, self.channels, self.height, self.width),
-            contents,
-            fn_output_signature=tf.TensorSpec([self.height, self.width, self.channels], tf.float32),
-        )
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.height, self.width, self.channels)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "height": self.height,
-            "width": self.width,
-            "channels": self.channels,
-        }
 
 
 def _visible(paths):

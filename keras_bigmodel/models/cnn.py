@@ -134,14 +134,14 @@ class CNNImageClassifier(Recipe):
         log.info("Images become %dx%d pixels, %d channel(s).", height, width, channels)
         return ImagePreprocessing(height=height, width=width, channels=channels)
 
-    def network_dataset(self, examples, targets, preprocessing, options, batch_size, *, order):
+    def network_dataset(self, examples, targets, preprocessing, options, batches):
         import tensorflow as tf
 
-        from keras_bigmodel.data.images import decode_and_resize
+        from keras_bigmodel.layers import decode_and_resize
 
         size = (preprocessing.channels, preprocessing.height, preprocessing.width)
-        # Decode every image once, in parallel, and keep the pixels in memory: each epoch
-        # then only gathers rows in its own order.
+        # Decode every image once, in parallel, and keep the pixels in memory: each batch
+        # then only gathers its rows.
         contents = tf.data.Dataset.from_tensor_slices(
             tf.constant(list(examples.inputs["image_bytes"]), dtype=tf.string)
         )
@@ -151,10 +151,10 @@ class CNNImageClassifier(Recipe):
         )
         pixels = tf.concat(list(decoded.batch(1024)), axis=0)
         labels = tf.constant(targets)
-        rows = order.indices(len(targets)) if order else tf.data.Dataset.range(len(targets))
-        dataset = rows.batch(batch_size).map(
-            lambda batch: (tf.gather(pixels, batch), tf.gather(labels, batch)),
+        dataset = batches.map(
+            lambda rows: (tf.gather(pixels, rows), tf.gather(labels, rows)),
             num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
         )
         return dataset.prefetch(tf.data.AUTOTUNE)
 
@@ -190,7 +190,7 @@ class CNNImageClassifier(Recipe):
     def end_to_end(self, network, preprocessing, options):
         import keras
 
-        from keras_bigmodel.data.images import DecodeImages
+        from keras_bigmodel.layers import DecodeImages
 
         image_bytes = keras.Input(shape=(), dtype="string", name="image_bytes")
         pixels = DecodeImages(
