@@ -14,7 +14,7 @@ from click.core import ParameterSource
 
 from cli.options import data_override_options, debug_option, recipe_options
 from keras_bigmodel import __version__
-from keras_bigmodel.errors import UserError
+from keras_bigmodel.errors import TrainingInterrupted, UserError
 from keras_bigmodel.models import get_recipe, recipe_names
 
 DEBUG_KEY = "bigmodel.debug"
@@ -35,12 +35,18 @@ class BigmodelGroup(click.Group):
         except UserError as exc:
             _show_traceback(ctx)
             raise UserFacingError(str(exc)) from exc
+        except TrainingInterrupted as exc:
+            if exc.run_dir is None:
+                click.echo(f"Stopped by {exc}; nothing was written.", err=True)
+            else:
+                saved = "" if exc.epoch is None else f"; a checkpoint is saved in {exc.run_dir}"
+                click.echo(
+                    f"Stopped by {exc} {exc.where()}{saved}. Continue with: {exc.resume_command()}",
+                    err=True,
+                )
+            raise click.exceptions.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            click.echo(
-                "Interrupted; a checkpoint was saved where training had one "
-                "(continue with --resume).",
-                err=True,
-            )
+            click.echo("Interrupted.", err=True)
             raise click.exceptions.Exit(130) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise

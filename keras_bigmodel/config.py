@@ -58,14 +58,28 @@ class TrainConfig:
         below=1.0,
     )
     out: str | None = option(None, "Run directory [default: runs/<model>-<UTC timestamp>].")
-    overwrite: bool = option(False, "Replace an existing run directory.")
-    resume: bool = option(False, "Continue an interrupted run in --out from its last checkpoint.")
+    overwrite: bool = option(
+        False,
+        "Replace an existing run directory (never any other folder); the old run stays "
+        "whole until the new one has finished.",
+    )
+    resume: bool = option(
+        False,
+        "Continue an unfinished run in --out exactly where its last checkpoint left it; "
+        "its options and data must be the run's.",
+    )
     epochs: int = option(20, "Maximum number of passes over the training data.", minimum=1)
     steps_per_epoch: int | None = option(
         None,
         "Batches per epoch [default: one pass over the training rows]; epochs then go "
         "on through the data where the last one stopped.",
         minimum=1,
+    )
+    checkpoint_every: int = option(
+        0,
+        "Also checkpoint every this many batches, not only at each epoch's end (0 = only "
+        "there); SIGINT and SIGTERM checkpoint at the batch they arrive in.",
+        minimum=0,
     )
     batch_size: int = option(32, "Global batch size, across all replicas.", minimum=1)
     learning_rate: float = option(1e-3, "Initial learning rate.", minimum=0.0)

@@ -1,4 +1,6 @@
-"""The error type for problems a user can cause and fix."""
+"""The error types for problems a user can cause and fix, and for a run stopped by a signal."""
+
+import signal
 
 
 class UserError(Exception):
@@ -7,3 +9,47 @@ class UserError(Exception):
     The message names the file, column, row or option at fault and says what to do. The
     command line prints it on one line and exits with code 2; anything else is a bug.
     """
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT or SIGTERM, after saving a checkpoint where it had begun.
+
+    A `KeyboardInterrupt`, so that code catching `Exception` lets it through as it would
+    Ctrl-C. `train` fills in the run directory and the model; the command line turns it
+    into exit code 130 (SIGINT) or 143 (SIGTERM) and a hint with the `--resume` command.
+
+    Attributes:
+        signum: the signal that stopped training.
+        epoch: epochs completed when it stopped (`None` before training began).
+        step: batches completed in the epoch under way.
+        run_dir: the run directory that `--resume` continues.
+        model: the model name.
+        overwrite: whether the run was replacing another (`--overwrite`).
+    """
+
+    def __init__(self, signum, epoch=None, step=0):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.epoch = epoch
+        self.step = step
+        self.run_dir = None
+        self.model = None
+        self.overwrite = False
+
+    @property
+    def exit_code(self):
+        """128 plus the signal number, as shells report a process a signal ended."""
+        return 128 + int(self.signum)
+
+    def resume_command(self):
+        """The command that continues the run."""
+        flags = " --overwrite" if self.overwrite else ""
+        return f"bigmodel train {self.model} --out {self.run_dir}{flags} --resume"
+
+    def where(self):
+        """Where training stopped, for people."""
+        if self.epoch is None:
+            return "before training began"
+        if self.step:
+            return f"in epoch {self.epoch + 1} after batch {self.step}"
+        return f"after epoch {self.epoch}"

@@ -10,7 +10,6 @@ from keras_bigmodel.evaluation import model_outputs
 from keras_bigmodel.runs import LABELS_FILE, atomic_path, open_run, write_json
 
 FORMATS = ("saved_model", "tflite")
-SAMPLE_ROWS = 64
 TOLERANCE = 1e-4
 
 
@@ -39,12 +38,8 @@ def export(run_dir, out, format="saved_model", version=None):
     target = out / str(version)
     model = run.load_model()
     class_names = run.class_names()
-    sample = run.read_examples(
-        run.info["data"]["path"],
-        fmt=run.config["format"],
-        with_targets=False,
-        nrows=SAMPLE_ROWS,
-    )
+    # The training rows kept in the run directory: export needs no training data.
+    sample = run.sample_examples()
     expected = model_outputs(model, sample)
     with atomic_path(target) as tmp:
         write_saved_model(model, tmp, class_names)

@@ -4,11 +4,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from keras_bigmodel.data.tables import read_table
 from keras_bigmodel.errors import UserError
-from keras_bigmodel.runs import METRICS_FILE, RUN_FILE
+from keras_bigmodel.runs import METRICS_FILE, RUN_FILE, read_run_info, unfinished_hint
 
 #: a column with at most this many distinct values is described by its balance.
 MAX_CLASSES_SHOWN = 20
@@ -115,12 +114,22 @@ def _most_common(counter):
 
 
 def describe_run(folder):
-    """The run's model, status, configuration, data fingerprint and final metrics."""
-    info = yaml.safe_load((folder / RUN_FILE).read_text(encoding="utf-8"))
+    """The run's model, status, configuration, data fingerprint and final metrics; for a run
+    that is not finished, `next` says how to continue it."""
+    info = read_run_info(folder)
     described = {"kind": "run", "path": str(folder), **info}
+    if info.get("status", "finished") != "finished":
+        described["next"] = unfinished_hint(folder, info)
     metrics_file = folder / METRICS_FILE
     if metrics_file.is_file():
-        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+        try:
+            metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+            if not isinstance(metrics, dict) or not all(
+                isinstance(v, dict) for v in metrics.values()
+            ):
+                raise ValueError("expected metrics by split")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UserError(f"{metrics_file}: corrupt ({exc}).") from exc
         described["metrics"] = {
             split: {k: v for k, v in values.items() if not isinstance(v, (dict, list))}
             for split, values in metrics.items()
@@ -137,7 +146,11 @@ def describe_export(folder):
         (p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
     ):
         if (version / "saved_model.pb").is_file():
-            signature = tf.saved_model.load(str(version)).signatures["serving_default"]
+            try:
+                signature = tf.saved_model.load(str(version)).signatures["serving_default"]
+            except Exception as exc:  # any failure to load is the folder's
+                reason = " ".join(str(exc).split())[:200]
+                raise UserError(f"{version}: not a loadable SavedModel ({reason}).") from exc
             inputs = signature.structured_input_signature[1]
             versions[version.name] = {
                 "format": "saved_model",

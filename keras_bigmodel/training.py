@@ -1,8 +1,8 @@
 """Training a registered model and writing its run directory."""
 
+import contextlib
 import datetime
 import logging
-import math
 import platform
 import shutil
 import sys
@@ -12,28 +12,39 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from keras_bigmodel import __version__, plots
+from keras_bigmodel.checkpoint import (
+    Progress,
+    TrainingCheckpoint,
+    read_checkpoint,
+    restore_variables,
+)
 from keras_bigmodel.config import RunConfig, load_yaml, resolve
-from keras_bigmodel.data.order import EpochOrder
+from keras_bigmodel.data.order import TrainingOrder
 from keras_bigmodel.data.sources import open_training_data
-from keras_bigmodel.errors import UserError
+from keras_bigmodel.errors import TrainingInterrupted, UserError
 from keras_bigmodel.evaluation import score
 from keras_bigmodel.models import get_recipe
 from keras_bigmodel.multiworker import keras_multiworker_fixes
 from keras_bigmodel.runs import (
+    CHECKPOINTS,
     HISTORY_FILE,
     LABELS_FILE,
     METRICS_FILE,
     MODEL_FILE,
     RUN_FILE,
+    SAMPLE_FILE,
+    RunPlace,
     atomic_path,
-    check_run_directory,
+    plan_run_directory,
     prepare_run_directory,
+    replace_run,
+    update_status,
     write_json,
-    write_yaml,
+    write_sample,
 )
+from keras_bigmodel.signals import stop_signals
 from keras_bigmodel.strategy import is_chief_task, make_strategy
 
 log = logging.getLogger(__name__)
@@ -50,17 +61,41 @@ class TrainResult:
     is_chief: bool = True
 
 
-def resolve_config(model, data=None, config=None, **flags):
-    """Resolves a run's configuration: recipe defaults < `run.yaml` on resume < YAML < flags.
+#: options a resumed run may change: they say how and how long to run, not what is learned.
+#: The data may move, but its fingerprint must stay the run's.
+RESUME_MAY_CHANGE = (
+    "data",
+    "val_data",
+    "out",
+    "overwrite",
+    "resume",
+    "epochs",
+    "checkpoint_every",
+    "strategy",
+    "devices",
+    "quiet",
+    "debug",
+)
+
+
+def resolve_config(model, data=None, config=None, recorded=None, **flags):
+    """Resolves a run's configuration: recipe defaults < YAML file < flags; for a resumed
+    run, the run's own configuration < YAML file < flags, where only what may change on
+    resume can differ.
 
     Args:
         model: the registered model name.
         data: the training data, if given apart from the other options.
         config: a YAML file of options.
+        recorded: `(run_file, info)` of the run being resumed: its `run.yaml` and contents.
         **flags: options given explicitly; `None` means not given.
 
     Returns:
         A checked `RunConfig`.
+
+    Raises:
+        UserError: an unknown or bad option, no `--data` (unless resuming), or an option
+            that differs from the resumed run's.
     """
     recipe = get_recipe(model)
     explicit = {name: value for name, value in flags.items() if value is not None}
@@ -68,22 +103,59 @@ def resolve_config(model, data=None, config=None, **flags):
         explicit["data"] = str(data)
     layers = [(str(config), load_yaml(config))] if config else []
     layers.append((None, explicit))
+    if recorded:
+        run_file, info = recorded
+        layers.insert(0, (str(run_file), dict(info["config"])))
     resolved = resolve(model, recipe.Options, layers=layers, train_defaults=recipe.train_defaults)
-    run_file = Path(resolved.train.out or "") / RUN_FILE
-    if resolved.train.resume and resolved.train.out and run_file.is_file():
-        saved = yaml.safe_load(run_file.read_text(encoding="utf-8"))
-        if saved["model"] != model:
-            raise UserError(
-                f"--resume: {resolved.train.out} is a {saved['model']} run, not {model}."
-            )
-        earlier = {k: v for k, v in saved["config"].items() if k not in ("resume", "overwrite")}
-        layers.insert(0, (str(run_file), earlier))
-        resolved = resolve(
-            model, recipe.Options, layers=layers, train_defaults=recipe.train_defaults
+    if recorded:
+        earlier = resolve(
+            model, recipe.Options, layers=layers[:1], train_defaults=recipe.train_defaults
         )
-    if not resolved.train.data:
+        before, now = earlier.to_dict(), resolved.to_dict()
+        changed = [
+            f"--{name.replace('_', '-')} {_shown(before[name])} -> {_shown(now[name])}"
+            for name in now
+            if name not in RESUME_MAY_CHANGE and now[name] != before[name]
+        ]
+        if changed:
+            raise UserError(
+                f"--resume: these options differ from the run's: {'; '.join(changed)}. "
+                "Resume with the run's options, or train a new run (--overwrite or another "
+                "--out)."
+            )
+    if not resolved.train.data and not resolved.train.resume:
         raise UserError("--data is required: a table, a glob of table shards, or a folder.")
     return resolved
+
+
+def _shown(value):
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def check_same_data(place, described):
+    """Refuses to resume on data other than the run's, compared by content.
+
+    Raises:
+        UserError: the training or validation data's fingerprint differs, naming the file.
+    """
+    recorded = place.info["data"]
+    if described["sha256"] != recorded.get("sha256"):
+        raise UserError(
+            f"--resume: the training data {described['path']} is not the data {place.out} "
+            f"was trained on ({recorded.get('path')}, {recorded.get('rows')} rows): its "
+            f"sha256 is {described['sha256'][:12]}..., the run's "
+            f"{str(recorded.get('sha256'))[:12]}...; resume with the same data, or train a "
+            "new run."
+        )
+    before = (recorded.get("validation") or {}).get("sha256")
+    now = (described.get("validation") or {}).get("sha256")
+    if before != now:
+        raise UserError(
+            f"--resume: the validation data differs from the data {place.out} was "
+            "validated on; resume with the same --val-data, or train a new run."
+        )
 
 
 def train(model, data=None, config=None, **flags):
@@ -100,102 +172,228 @@ def train(model, data=None, config=None, **flags):
 
     Raises:
         UserError: bad options or bad data, before anything is written.
-        KeyboardInterrupt: after saving a checkpoint that `resume=True` picks up.
+        TrainingInterrupted: SIGINT or SIGTERM, after saving a checkpoint that
+            `resume=True` picks up.
     """
     resolved = resolve_config(model, data=data, config=config, **flags)
-    settings, options = resolved.train, resolved.options
-    recipe = get_recipe(model)
+    settings = resolved.train
     out = Path(settings.out or default_run_dir(model))
     chief = settings.strategy != "multiworker" or is_chief_task()
-    if chief:
-        check_run_directory(out, overwrite=settings.overwrite, resume=settings.resume)
+    if chief or settings.resume:
+        place = plan_run_directory(
+            out, model=model, overwrite=settings.overwrite, resume=settings.resume
+        )
+    else:
+        # The chief plans and writes the run directory; this worker only reads a checkpoint.
+        place = RunPlace(out=out, workdir=out)
+    if place.resuming:
+        recorded = (place.workdir / RUN_FILE, place.info)
+        resolved = resolve_config(model, data=data, config=config, recorded=recorded, **flags)
+    with stop_signals() as stop:
+        try:
+            return _train(model, resolved, place, chief, stop)
+        except TrainingInterrupted as exc:
+            # Before the run directory was made there is nothing to resume.
+            written = (place.workdir / RUN_FILE).is_file()
+            exc.run_dir, exc.model, exc.overwrite = out if written else None, model, place.replacing
+            raise
 
+
+def _train(model, resolved, place, chief, stop):
     import keras
 
+    settings, options = resolved.train, resolved.options
+    recipe = get_recipe(model)
     distribution = make_strategy(settings.strategy, settings.devices)
+    stop.install()
     keras.utils.set_random_seed(settings.seed)
     data = open_training_data(recipe, settings, options)
-    class_names = data.class_names
+    info = _run_info(resolved, distribution, data)
+    if place.resuming:
+        check_same_data(place, info["data"])
+        info["created"] = place.info.get("created", info["created"])
+    restored = read_checkpoint(place.workdir / CHECKPOINTS) if place.resuming else None
     preprocessing = recipe.fit_preprocessing(data.adapt_examples, options, settings.seed)
-    order = EpochOrder(settings.seed)
-    train_data, val_data = data.datasets(
+    order = TrainingOrder(settings.seed)
+    datasets = data.datasets(
         preprocessing, order, workers=distribution.workers, worker_index=distribution.worker_index
     )
-    steps = settings.steps_per_epoch
-    if data.fixed_steps and not steps:
-        steps = max(1, math.ceil(data.train_rows / settings.batch_size))
-    if steps:
-        # Epochs of a fixed number of batches continue through the data, round and round.
-        train_data = train_data.repeat()
+    # Only the chief writes the run directory; the other workers of a multi-worker run keep
+    # their logs in a scratch folder of their own, removed however training ends.
+    workdir = prepare_run_directory(place) if chief else Path(tempfile.mkdtemp(prefix="bigmodel-"))
+    status = "training"
+    try:
+        if chief:
+            update_status(workdir, info, "training")
+            if data.class_names:
+                write_json(workdir / LABELS_FILE, data.class_names)
+            write_sample(workdir / SAMPLE_FILE, data.adapt_examples)
+        _, end_to_end, progress = _fit(
+            recipe,
+            resolved,
+            data,
+            (preprocessing, order, *datasets),
+            distribution,
+            workdir,
+            restored,
+            stop,
+            chief,
+            info,
+        )
+        if not chief:
+            status = "finished"
+            log.info("Worker finished; the chief writes the run directory %s.", place.out)
+            return TrainResult(run_dir=place.out, config=resolved, metrics={}, is_chief=False)
+        metrics = {
+            split: score(end_to_end, examples, recipe.task, data.class_names)[0]
+            for split, examples in data.metric_examples().items()
+        }
+        with atomic_path(workdir / MODEL_FILE) as tmp:
+            end_to_end.save(tmp)
+        write_json(workdir / METRICS_FILE, metrics)
+        history = pd.read_csv(workdir / HISTORY_FILE)
+        plots.learning_curves(
+            workdir / "plots" / "learning_curves.png",
+            {c: history[c].tolist() for c in history.columns if c != "epoch"},
+        )
+        info["epochs_run"] = progress.epoch
+        # Marking the run finished and putting it in place is not interrupted: a signal
+        # arriving now finds a finished run and nothing left to stop.
+        with stop.shielded():
+            update_status(workdir, info, "finished", progress=_progress(progress))
+            status = "finished"
+            replace_run(place)
+        return TrainResult(run_dir=place.out, config=resolved, metrics=metrics)
+    except TrainingInterrupted:
+        status = "interrupted"
+        raise
+    except BaseException as exc:
+        status = "failed"
+        info["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        raise
+    finally:
+        if not chief:
+            shutil.rmtree(workdir, ignore_errors=True)
+        elif status != "finished":
+            update_status(workdir, info, status)
 
-    # Only the chief writes the run directory; other workers of a multi-worker run keep
-    # their checkpoints and logs in a scratch folder of their own.
-    workdir = out if chief else _worker_scratch(out, settings.resume)
-    info = _run_info(resolved, distribution, data)
-    if chief:
-        prepare_run_directory(out, overwrite=settings.overwrite, resume=settings.resume)
-        write_yaml(out / RUN_FILE, info)
-        if class_names:
-            write_json(out / LABELS_FILE, class_names)
 
+def _fit(recipe, resolved, data, pipelines, distribution, workdir, restored, stop, chief, info):
+    """Builds the network and trains it from the checkpoint (or from the start), writing a
+    checkpoint at every epoch's end; returns the network, the end-to-end model and the
+    final `Progress`."""
+    import keras
+
+    settings, options = resolved.train, resolved.options
+    class_names = data.class_names
+    preprocessing, order, train_data, val_data = pipelines
+    steps = settings.steps_per_epoch or data.batches_per_pass
+    progress = restored.progress if restored else Progress()
     log.info(
-        "Training %s on %d rows (%d for validation) with %s strategy, %d replica(s).",
-        model,
+        "Training %s on %d rows (%d for validation) with %s strategy, %d replica(s)%s.",
+        recipe.name,
         data.train_rows,
         data.validation_rows,
         distribution.name,
         distribution.replicas,
+        f", resuming after epoch {progress.epoch} batch {progress.step}" if restored else "",
     )
     previous_policy = keras.mixed_precision.global_policy()
     if settings.mixed_precision:
         keras.mixed_precision.set_global_policy(_mixed_policy())
     try:
-        steps_per_epoch = steps or max(1, math.ceil(data.train_rows / settings.batch_size))
         with distribution.strategy.scope():
-            network = recipe.build_network(
-                preprocessing, options, len(class_names) if class_names else 1
-            )
+            network = recipe.build_network(preprocessing, options, len(class_names or [None]))
             network.compile(
-                optimizer=make_optimizer(settings, steps_per_epoch),
+                optimizer=make_optimizer(settings, steps),
                 loss=_loss(recipe.task),
                 metrics=_metrics(recipe.task),
             )
-        callbacks = build_callbacks(workdir, settings, has_validation=val_data is not None)
-        callbacks.append(order.callback())
-        with keras_multiworker_fixes(distribution.strategy):
-            _fit(network, train_data, val_data, settings, callbacks, steps)
+            network.optimizer.build(network.trainable_variables)
+        if restored:
+            where = workdir / CHECKPOINTS
+            restore_variables(network.variables, restored.values("model"), "model", where)
+            optimizer = network.optimizer.variables
+            restore_variables(optimizer, restored.values("optimizer"), "optimizer", where)
+
+        def on_save(progress):
+            update_status(workdir, info, "training", progress=_progress(progress))
+
+        checkpoint = TrainingCheckpoint(
+            workdir / CHECKPOINTS,
+            progress,
+            steps_per_epoch=steps,
+            stop=stop,
+            every_steps=settings.checkpoint_every,
+            patience=settings.early_stopping,
+            monitor="val_loss" if val_data is not None else "loss",
+            restored=restored,
+            write=chief,
+            history_file=workdir / HISTORY_FILE,
+            on_save=on_save if chief else None,
+        )
+        callbacks = [
+            checkpoint,
+            keras.callbacks.TensorBoard(str(workdir / "logs"), write_graph=False, profile_batch=0),
+        ]
+        with _where_stopped(progress), stop.during_training(distribution.strategy):
+            with keras_multiworker_fixes(distribution.strategy):
+                # An epoch stopped part-way is finished first, on its remaining batches.
+                if progress.step and not progress.stopped:
+                    order.start_at(progress.epoch * steps + progress.step)
+                    # Keras creates the metrics' variables when it first runs a step; one
+                    # batch evaluated (no weight, seed or data position changes) creates
+                    # them, so the checkpoint's metric sums can go back into them.
+                    network.evaluate(train_data, steps=1, verbose=0)
+                    _run_epochs(
+                        network,
+                        train_data,
+                        val_data,
+                        settings,
+                        callbacks,
+                        progress.epoch + 1,
+                        steps - progress.step,
+                    )
+                if not progress.stopped and progress.epoch < settings.epochs:
+                    order.start_at(progress.epoch * steps)
+                    _run_epochs(
+                        network, train_data, val_data, settings, callbacks, settings.epochs, steps
+                    )
+        if checkpoint.best_weights is not None:
+            # Early stopping keeps the weights of the best epoch, as Keras' does.
+            network.set_weights(checkpoint.best_weights)
         end_to_end = recipe.end_to_end(network, preprocessing, options)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+    return network, end_to_end, progress
 
-    if not chief:
-        shutil.rmtree(workdir, ignore_errors=True)
-        log.info("Worker finished; the chief writes the run directory %s.", out)
-        return TrainResult(run_dir=out, config=resolved, metrics={}, is_chief=False)
-    metrics = {
-        split: score(end_to_end, examples, recipe.task, class_names)[0]
-        for split, examples in data.metric_examples().items()
-    }
-    with atomic_path(out / MODEL_FILE) as tmp:
-        end_to_end.save(tmp)
-    write_json(out / METRICS_FILE, metrics)
-    history = pd.read_csv(out / HISTORY_FILE)
-    plots.learning_curves(
-        out / "plots" / "learning_curves.png",
-        {c: history[c].tolist() for c in history.columns if c != "epoch"},
+
+@contextlib.contextmanager
+def _where_stopped(progress):
+    """Tells a `TrainingInterrupted` raised after the last batch where training stood."""
+    try:
+        yield
+    except TrainingInterrupted as exc:
+        if exc.epoch is None:
+            exc.epoch, exc.step = progress.epoch, progress.step
+        raise
+
+
+def _run_epochs(network, train_data, val_data, settings, callbacks, epochs, steps):
+    network.fit(
+        train_data,
+        validation_data=val_data,
+        initial_epoch=callbacks[0].progress.epoch,
+        epochs=epochs,
+        steps_per_epoch=steps,
+        shuffle=False,
+        callbacks=callbacks,
+        verbose=0 if settings.quiet else (1 if sys.stdout.isatty() else 2),
     )
-    info["status"] = "finished"
-    info["epochs_run"] = int(len(history))
-    write_yaml(out / RUN_FILE, info)
-    return TrainResult(run_dir=out, config=resolved, metrics=metrics)
 
 
-def _worker_scratch(out, resume):
-    scratch = Path(tempfile.mkdtemp(prefix="bigmodel-worker-"))
-    if resume and (out / "checkpoints").is_dir():
-        # Every worker must restart from the same epoch and weights as the chief.
-        shutil.copytree(out / "checkpoints", scratch / "checkpoints")
-    return scratch
+def _progress(progress):
+    return {"epoch": progress.epoch, "step": progress.step}
 
 
 def default_run_dir(model):
@@ -221,44 +419,6 @@ def make_optimizer(settings, steps_per_epoch):
     if settings.optimizer == "sgd":
         return keras.optimizers.SGD(rate, momentum=0.9)
     return keras.optimizers.RMSprop(rate)
-
-
-def build_callbacks(out, settings, *, has_validation):
-    """Returns the run's callbacks: checkpoints, early stopping, history and TensorBoard."""
-    import keras
-
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(out / "checkpoints"), delete_checkpoint=False),
-        keras.callbacks.CSVLogger(str(out / HISTORY_FILE), append=settings.resume),
-        keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False, profile_batch=0),
-    ]
-    if settings.early_stopping:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss" if has_validation else "loss",
-                patience=settings.early_stopping,
-                restore_best_weights=True,
-            )
-        )
-    return callbacks
-
-
-def _fit(network, train_data, val_data, settings, callbacks, steps_per_epoch):
-    verbose = 0 if settings.quiet else (1 if sys.stdout.isatty() else 2)
-    try:
-        network.fit(
-            train_data,
-            validation_data=val_data,
-            epochs=settings.epochs,
-            steps_per_epoch=steps_per_epoch,
-            shuffle=False,
-            callbacks=callbacks,
-            verbose=verbose,
-        )
-    except KeyboardInterrupt:
-        # Keep what this epoch has learned so far: --resume restarts from here.
-        callbacks[0]._save_model()
-        raise
 
 
 def _loss(task):
@@ -292,6 +452,7 @@ def _run_info(resolved, distribution, data):
     return {
         "model": resolved.model,
         "status": "training",
+        "updated": None,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "config": config,
         "data": data.describe(),

@@ -65,7 +65,7 @@ def test_shards_with_different_columns(tmp_path, frame):
         (b"", "empty.csv", "empty.csv: the file is empty"),
         (b"text,label\n", "header.csv", "has no rows"),
         (b"text,label\n\xff\xfe,1\n", "latin.csv", "not UTF-8"),
-        (b'{"text": 1}\n{oops\n', "broken.jsonl", "cannot read as jsonl"),
+        (b'{"text": 1}\n{oops\n', "broken.jsonl", "broken.jsonl: line 2 is not valid JSON"),
         (b"not parquet", "broken.parquet", "cannot read as parquet"),
     ],
 )
@@ -118,31 +118,29 @@ def test_stratified_split_is_fixed_by_seed():
     assert not np.array_equal(val, split_indices(100, 0.2, seed=4, labels=labels)[1])
 
 
-def test_epoch_order_is_a_new_permutation_each_epoch_of_fit():
-    import keras
+def test_training_order_is_a_new_permutation_each_pass_and_resumes_anywhere():
     import tensorflow as tf
 
-    from keras_bigmodel.data.order import EpochOrder
+    from keras_bigmodel.data.order import TrainingOrder
 
-    seen = []
-
-    def record(row):
-        seen.append(int(row))
-        return row
-
-    order = EpochOrder(seed=42)
-    rows = order.indices(8).map(
-        lambda row: tf.ensure_shape(tf.py_function(record, [row], tf.int64), [])
-    )
-    data = rows.map(lambda row: (tf.cast(tf.reshape(row, [1]), tf.float32), 0.0)).batch(4)
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-    model.compile("sgd", "mse")
-    model.fit(data, epochs=3, verbose=0, callbacks=[order.callback()])
-    epochs = [seen[i : i + 8] for i in range(0, 24, 8)]
-    for epoch, rows in enumerate(epochs):
-        assert sorted(rows) == list(range(8))
+    order = TrainingOrder(seed=42)
+    batches = order.batches(8, 3)  # 3 batches a pass: 3, 3 and 2 rows
+    stream = [b.tolist() for b in batches.take(9).as_numpy_iterator()]
+    passes = [sum(stream[i : i + 3], []) for i in range(0, 9, 3)]
+    assert [len(b) for b in stream[:3]] == [3, 3, 2]
+    for index, rows in enumerate(passes):
         expected = tf.random.experimental.stateless_shuffle(
-            tf.range(8, dtype=tf.int64), seed=tf.constant([42, epoch], tf.int64)
+            tf.range(8, dtype=tf.int64), seed=tf.constant([42, index], tf.int64)
         )
-        assert rows == expected.numpy().tolist()  # keyed by (seed, epoch) alone
-    assert epochs[0] != epochs[1] != epochs[2]
+        assert rows == expected.numpy().tolist()  # keyed by (seed, pass) alone
+    assert passes[0] != passes[1] != passes[2]
+    # Started at any batch, the same dataset gives the very batches from there on.
+    for start in (1, 4, 7):
+        order.start_at(start)
+        assert [b.tolist() for b in batches.take(2).as_numpy_iterator()] == stream[start:][:2]
+    # A pipeline that does not know its pass length reads its way there.
+    order.start_at(5)
+    unknown = order.passes(
+        lambda index: tf.data.Dataset.from_tensors(index).repeat(3), batches_per_pass=None
+    )
+    assert list(unknown.take(3).as_numpy_iterator()) == [1, 2, 2]

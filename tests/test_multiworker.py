@@ -144,3 +144,61 @@ def test_multiworker_needs_tf_config(tmp_path, monkeypatch):
         ),
     )
     assert is_chief_task()
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_worker_stops_both_at_one_step_and_resume_is_exact(tmp_path):
+    """SIGTERM reaches one worker only (a preempted machine): both stop at the same batch
+    with exit 143, the chief checkpoints, and both resumed end as a run never stopped."""
+    import signal
+    import time
+
+    import keras
+    import numpy as np
+    import yaml
+
+    import keras_bigmodel  # noqa: F401  registers what model.keras names
+
+    data = sms_table(tmp_path, rows_per_class=100)
+    bigmodel = str(Path(sys.executable).with_name("bigmodel"))
+
+    def command(run):
+        return [bigmodel, "train", "lstm", "--data", str(data), "--out", str(run), "--quiet",
+                "--strategy", "multiworker", "--epochs", "8", "--batch-size", "4",
+                "--units", "4", "--embedding-dim", "8", "--early-stopping", "0"]  # fmt: skip
+
+    def envs():
+        ports = free_ports(2)
+        return [{**os.environ, "TF_CONFIG": tf_config(ports, i)} for i in range(2)]
+
+    reference = tmp_path / "reference"
+    for code, _, err in run_workers([command(reference)] * 2, envs()):
+        assert code == 0, err[-3000:]
+
+    run = tmp_path / "run"
+    processes = [
+        subprocess.Popen(command(run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+        for e in envs()
+    ]
+    try:
+        deadline = time.time() + TIMEOUT
+        while not (run / "run.yaml").is_file() or not (
+            (yaml.safe_load((run / "run.yaml").read_text()) or {}).get("progress")
+        ):
+            assert time.time() < deadline and all(p.poll() is None for p in processes)
+            time.sleep(0.05)
+        processes[1].send_signal(signal.SIGTERM)
+        outputs = [p.communicate(timeout=TIMEOUT) for p in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    assert [p.returncode for p in processes] == [143, 143], [o[1][-3000:] for o in outputs]
+    info = yaml.safe_load((run / "run.yaml").read_text())
+    assert info["status"] == "interrupted"
+    for code, _, err in run_workers([command(run) + ["--resume"]] * 2, envs()):
+        assert code == 0, err[-3000:]
+    mine = keras.models.load_model(run / "model.keras").get_weights()
+    theirs = keras.models.load_model(reference / "model.keras").get_weights()
+    for a, b in zip(mine, theirs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert (run / "history.csv").read_text() == (reference / "history.csv").read_text()

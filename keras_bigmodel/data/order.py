@@ -1,49 +1,83 @@
-"""The order training rows are visited in: shuffled anew each epoch, and the same order
-under every `tf.distribute` strategy.
+"""The order training rows are visited in: a stream of batches that depends on nothing but
+the seed and the batch's place in the run, so a resumed run sees the very batches it missed.
 
-`Dataset.shuffle(seed=...)` does not give that: distributing a dataset rewrites its graph,
-and the rewritten shuffle draws another order (seen with MirroredStrategy on TensorFlow
-2.21), so a run on two devices would not see the batches a run on one device sees. Here
-each epoch's order is a stateless permutation keyed by (seed, epoch): it depends on nothing
-but those two numbers, and a resumed run replays exactly the epochs it missed.
+Pass `p` over the data (one epoch, unless `--steps-per-epoch` says otherwise) visits the rows
+in a stateless permutation keyed by `(seed, p)`. `Dataset.shuffle(seed=...)` would not do:
+its order depends on how often the dataset was iterated in this process, and distributing a
+dataset rewrites its graph so that the rewritten shuffle draws another order (seen with
+MirroredStrategy on TensorFlow 2.21). The stream starts at `start_at(batch)`, read when an
+iterator over it begins, so one dataset serves a fresh run and a resumed one.
 """
 
+import math
 
-class EpochOrder:
-    """Per-epoch permutations of row indices; `callback()` tells it which epoch runs."""
+INT64_MAX = 2**63 - 1
+
+
+class TrainingOrder:
+    """An endless stream of training batches, pass after pass, from a chosen start."""
 
     def __init__(self, seed):
         import tensorflow as tf
 
         self.seed = seed
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
+        # Created outside any distribution strategy's scope: the input pipeline reads it on
+        # the host.
+        self.start = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_start_batch")
 
-    def indices(self, num_rows):
-        """Returns a dataset of `0 .. num_rows - 1` in the order of the current epoch.
+    def start_at(self, batch):
+        """Makes iterators created from now on begin at this batch of the run (0-based)."""
+        self.start.assign(batch)
 
-        The permutation is drawn when an epoch's iteration starts, so one dataset serves
-        every epoch of `fit()`.
+    def passes(self, one_pass, batches_per_pass=None):
+        """Chains `one_pass(p)` for `p = 0, 1, 2, ...` from the start batch.
+
+        Args:
+            one_pass: returns the dataset of batches of pass `p` (an int64 scalar tensor).
+            batches_per_pass: the batches in each pass, if known: the stream then begins at
+                the start batch's pass instead of reading the passes before it.
+
+        Returns:
+            An endless `tf.data.Dataset` of batches.
         """
         import tensorflow as tf
 
-        def permutation(_):
-            key = tf.stack([tf.constant(self.seed, tf.int64), self.epoch.read_value()])
+        def from_start(_):
+            start = self.start.read_value()
+            if batches_per_pass:
+                first, skip = start // batches_per_pass, start % batches_per_pass
+            else:
+                first, skip = tf.constant(0, tf.int64), start
+            return tf.data.Dataset.range(first, INT64_MAX).flat_map(one_pass).skip(skip)
+
+        return tf.data.Dataset.range(1).flat_map(from_start)
+
+    def pass_seed(self, index):
+        """A seed for pass `index` (an int64 tensor), for pipelines that shuffle in a buffer."""
+        return index * 1_000_003 + self.seed
+
+    def batches(self, num_rows, batch_size):
+        """Returns the endless stream of row-index batches (int64 vectors) over `num_rows`
+        rows: every pass a new permutation, its last batch possibly short."""
+        import tensorflow as tf
+
+        def one_pass(index):
+            key = tf.stack([tf.constant(self.seed, tf.int64), index])
             rows = tf.random.experimental.stateless_shuffle(
                 tf.range(num_rows, dtype=tf.int64), seed=key
             )
-            return tf.data.Dataset.from_tensor_slices(rows)
+            return tf.data.Dataset.from_tensor_slices(rows).batch(batch_size)
 
-        rows = tf.data.Dataset.range(1).flat_map(permutation)
-        return rows.apply(tf.data.experimental.assert_cardinality(num_rows))
+        return self.passes(one_pass, batches_per_pass(num_rows, batch_size))
 
-    def callback(self):
-        """Returns the Keras callback that moves the order on at each epoch's start."""
-        import keras
 
-        epoch = self.epoch
+def in_order(num_rows, batch_size):
+    """Returns one pass of row-index batches in row order (validation, scoring)."""
+    import tensorflow as tf
 
-        class NextEpochOrder(keras.callbacks.Callback):
-            def on_epoch_begin(self, index, logs=None):
-                epoch.assign(index)
+    return tf.data.Dataset.range(num_rows).batch(batch_size)
 
-        return NextEpochOrder()
+
+def batches_per_pass(num_rows, batch_size):
+    """The batches one pass over `num_rows` rows takes, the last one possibly short."""
+    return max(1, math.ceil(num_rows / batch_size))

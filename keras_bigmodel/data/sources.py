@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_bigmodel.data.labels import class_names_from, encode_labels
+from keras_bigmodel.data.order import batches_per_pass, in_order
 from keras_bigmodel.data.split import split_indices
 from keras_bigmodel.data.stream import TableStream, in_validation
 from keras_bigmodel.data.tables import expand_paths, fingerprint
@@ -42,9 +43,6 @@ def open_training_data(recipe, settings, options):
 
 class InMemoryData:
     """Rows read whole into memory, split by a stratified, seeded draw."""
-
-    #: whether epochs must be a fixed number of steps over a repeated dataset.
-    fixed_steps = False
 
     def __init__(self, recipe, settings, options):
         self.recipe, self.settings, self.options = recipe, settings, options
@@ -89,23 +87,27 @@ class InMemoryData:
             found["validation"] = self.validation
         return found
 
-    def datasets(self, preprocessing, order, workers=1, worker_index=0):
-        """Returns the training and validation pipelines (`None` without validation rows);
-        with several workers, each takes its share of every batch."""
+    @property
+    def batches_per_pass(self):
+        """Training batches in one pass over the training rows."""
+        return batches_per_pass(self.train_rows, self.settings.batch_size)
 
-        def pipeline(examples, order):
+    def datasets(self, preprocessing, order, workers=1, worker_index=0):
+        """Returns the endless training pipeline, in `order`, and one pass of the validation
+        rows (`None` without any); with several workers, each takes its share of every
+        batch."""
+        batch_size = self.settings.batch_size
+
+        def pipeline(examples, batches):
             targets = _targets(self.recipe, examples, self.class_names)
             return self.recipe.network_dataset(
-                examples,
-                targets,
-                preprocessing,
-                self.options,
-                self.settings.batch_size,
-                order=order,
+                examples, targets, preprocessing, self.options, batches
             )
 
-        train = pipeline(self.train, order)
-        validation = pipeline(self.validation, None) if self.validation else None
+        train = pipeline(self.train, order.batches(len(self.train), batch_size))
+        validation = None
+        if self.validation:
+            validation = pipeline(self.validation, in_order(len(self.validation), batch_size))
         return _shard_by_data(train), validation and _shard_by_data(validation)
 
     def describe(self):
@@ -124,8 +126,6 @@ class StreamedData:
     """A table streamed from disk: statistics from one chunked pass and a bounded sample,
     validation rows chosen by a keyed hash of each row."""
 
-    fixed_steps = False
-
     def __init__(self, recipe, settings, options):
         self.recipe, self.settings, self.options = recipe, settings, options
         self.stream = TableStream(settings.data, settings.format)
@@ -137,19 +137,27 @@ class StreamedData:
         held_out = 0.0 if settings.val_data else settings.val_split
         counts = {"validation": 0, "labels": {}}
 
-        def tally(chunk, _):
+        def tally(chunk, first_row):
             values = [chunk[c].fillna("").astype(str).to_numpy(dtype=object) for c in self.columns]
             if held_out:
                 counts["validation"] += int(np.sum(in_validation(values, held_out, settings.seed)))
             if recipe.task == "classification":
-                for label, count in chunk[self.columns[-1]].value_counts().items():
-                    counts["labels"][str(label)] = counts["labels"].get(str(label), 0) + count
+                labels = _chunk_labels(chunk, self.columns[-1], first_row, self.stream.name)
+                for label, count in zip(*np.unique(labels, return_counts=True), strict=True):
+                    counts["labels"][label] = counts["labels"].get(label, 0) + int(count)
 
         sample, self.rows = self.stream.sample(
             self.columns, SAMPLE_ROWS, settings.seed, on_chunk=tally
         )
         self.validation_rows = counts["validation"]
         self.train_rows = self.rows - self.validation_rows
+        self.class_names = None
+        if recipe.task == "classification":
+            self.class_names = class_names_from(
+                np.asarray(list(counts["labels"]), dtype=object),
+                self.stream.name,
+                self.columns[-1],
+            )
         examples = recipe.examples_from_frame(sample, self.stream.name, self.paths, options)
         held = np.zeros(len(examples), dtype=bool)
         if held_out:
@@ -160,18 +168,28 @@ class StreamedData:
         if settings.val_data:
             self.val_stream = TableStream(settings.val_data, settings.format)
             self.val_stream.require_columns(self.columns, recipe.input_option)
+            known = set(self.class_names or ())
+
+            def check_labels(chunk, first_row):
+                # The streamed pipeline could only map an unknown label to nothing: name it
+                # now, before training starts.
+                if recipe.task != "classification":
+                    return
+                name, column = self.val_stream.name, self.columns[-1]
+                labels = _chunk_labels(chunk, column, first_row, name)
+                unknown = [i for i, label in enumerate(labels) if label not in known]
+                if unknown:
+                    raise UserError(
+                        f"{name}: row {first_row + unknown[0] + 1} has label "
+                        f"'{labels[unknown[0]]}' in column '{column}', not one of the training "
+                        f"data's classes ({', '.join(self.class_names)})."
+                    )
+
             val_sample, self.validation_rows = self.val_stream.sample(
-                self.columns, SAMPLE_ROWS, settings.seed
+                self.columns, SAMPLE_ROWS, settings.seed, on_chunk=check_labels
             )
             self.sample_validation = recipe.examples_from_frame(
                 val_sample, self.val_stream.name, self.val_stream.paths, options
-            )
-        self.class_names = None
-        if recipe.task == "classification":
-            self.class_names = class_names_from(
-                np.asarray(list(counts["labels"]), dtype=object),
-                self.stream.name,
-                self.columns[-1],
             )
         if self.train_rows == 0:
             raise UserError(f"--val-split {settings.val_split} leaves no rows for training.")
@@ -187,31 +205,34 @@ class StreamedData:
             found["validation"] = self.sample_validation
         return found
 
+    @property
+    def batches_per_pass(self):
+        """Training batches in one pass over the training rows."""
+        return batches_per_pass(self.train_rows, self.settings.batch_size)
+
     def datasets(self, preprocessing, order, workers=1, worker_index=0):
-        """Streams the training and validation rows; `order` only says whether to shuffle,
-        which a stream does within a bounded buffer. With several workers and at least as
-        many shards, each worker reads its own shards; otherwise each takes its share of
-        every batch."""
+        """Streams the training rows endlessly, pass after pass from `order`'s start, each
+        pass shuffled in a bounded buffer, and the validation rows once. With several
+        workers and at least as many shards, each worker reads its own shards; otherwise
+        each takes its share of every batch."""
+        import tensorflow as tf
+
         settings = self.settings
         held_out = 0.0 if settings.val_data else settings.val_split
         train_stream = _Shard(self.stream, workers, worker_index)
-        # One worker reads every row, so the batch counts are known from the first pass and
-        # Keras can show progress.
-        known = workers == 1
         rows = train_stream.dataset(self.columns)
         if held_out:
             rows = rows.filter(lambda *row: ~in_validation(row, held_out, settings.seed))
-        train = self._batches(
-            rows,
-            preprocessing,
-            shuffle=order is not None,
-            rows_in_stream=self.train_rows if known else None,
-        )
+
+        def one_pass(index):
+            shuffled = rows.shuffle(SHUFFLE_BUFFER, seed=order.pass_seed(index))
+            return shuffled.batch(settings.batch_size)
+
+        # A worker reading only its own shards does not know how many batches its passes
+        # hold, so a resumed run reads its way to the start batch from the first pass.
+        known = None if train_stream.by_file else self.batches_per_pass
+        train = self._to_network(order.passes(one_pass, known), preprocessing)
         train = train_stream.with_policy(train)
-        # Workers reading different shards run out of rows at different steps, and a step
-        # that some workers cannot feed crashes TensorFlow 2.21: with shards split by file,
-        # the trainer repeats the stream and runs a fixed number of steps per epoch.
-        self.fixed_steps = train_stream.by_file
         validation = None
         if self.val_stream or held_out:
             # Validation rows are few: a worker whose shards held none would have nothing
@@ -221,32 +242,23 @@ class StreamedData:
             rows = val_stream.dataset(self.columns)
             if not self.val_stream:
                 rows = rows.filter(lambda *row: in_validation(row, held_out, settings.seed))
-            validation = self._batches(
-                rows,
-                preprocessing,
-                shuffle=False,
-                rows_in_stream=self.validation_rows if known else None,
-            )
-            validation = val_stream.with_policy(validation)
+            batches = rows.batch(settings.batch_size)
+            if workers == 1:
+                # The batch count is known from the first pass, so Keras can show progress.
+                count = batches_per_pass(self.validation_rows, settings.batch_size)
+                batches = batches.apply(tf.data.experimental.assert_cardinality(count))
+            validation = val_stream.with_policy(self._to_network(batches, preprocessing))
         return train, validation
 
-    def _batches(self, rows, preprocessing, shuffle, rows_in_stream=None):
+    def _to_network(self, batches, preprocessing):
         import tensorflow as tf
 
-        if shuffle:
-            rows = rows.shuffle(
-                SHUFFLE_BUFFER, seed=self.settings.seed, reshuffle_each_iteration=True
-            )
         encode = _target_encoder(self.recipe.task, self.class_names)
 
         def to_network(*columns):
             inputs = self.recipe.stream_network_inputs(columns[:-1], preprocessing, self.options)
             return inputs, encode(columns[-1])
 
-        batches = rows.batch(self.settings.batch_size)
-        if rows_in_stream is not None:
-            count = -(-rows_in_stream // self.settings.batch_size)
-            batches = batches.apply(tf.data.experimental.assert_cardinality(count))
         batches = batches.map(to_network, num_parallel_calls=tf.data.AUTOTUNE)
         return batches.prefetch(tf.data.AUTOTUNE)
 
@@ -256,6 +268,22 @@ class StreamedData:
         )
         described["streamed"] = True
         return described
+
+
+def _chunk_labels(chunk, column, first_row, source):
+    """A streamed chunk's labels as strings, as the pipeline reads them.
+
+    Raises:
+        UserError: a row without a label, named by its number in the table.
+    """
+    labels = chunk[column].fillna("").astype(str).to_numpy(dtype=object)
+    empty = np.flatnonzero(labels == "")
+    if len(empty):
+        raise UserError(
+            f"{source}: row {first_row + int(empty[0]) + 1} has no value in label column "
+            f"'{column}'; fill or drop such rows."
+        )
+    return labels
 
 
 def _targets(recipe, examples, class_names):

@@ -3,7 +3,13 @@
 import numpy as np
 import pandas as pd
 
-from keras_bigmodel.data.tables import csv_options, expand_paths, read_table, table_format
+from keras_bigmodel.data.tables import (
+    csv_options,
+    expand_paths,
+    jsonl_frames,
+    read_table,
+    table_format,
+)
 from keras_bigmodel.errors import UserError
 
 CHUNK_ROWS = 100_000
@@ -54,7 +60,8 @@ class TableStream:
                 for batch in pq.ParquetFile(path).iter_batches(CHUNK_ROWS, columns=columns):
                     yield batch.to_pandas()
             elif self.format == "jsonl":
-                for chunk in pd.read_json(path, lines=True, dtype=False, chunksize=CHUNK_ROWS):
+                for chunk in jsonl_frames(path, CHUNK_ROWS):
+                    _require_in_chunk(chunk, columns, path)
                     yield chunk[columns]
             else:
                 # Every cell as the text in the file, as TensorFlow's reader sees it too.
@@ -135,6 +142,14 @@ class TableStream:
 
         signature = tuple(tf.TensorSpec([], tf.string) for _ in columns)
         return tf.data.Dataset.from_generator(rows, output_signature=signature)
+
+
+def _require_in_chunk(chunk, columns, path):
+    # JSON Lines rows need not all have the same keys: a key missing from a whole chunk
+    # would otherwise surface as a KeyError.
+    for column in columns:
+        if column not in chunk.columns:
+            raise UserError(f"{path}: no row of a {len(chunk)}-row stretch has '{column}'.")
 
 
 #: validation rows are chosen by a keyed hash of each row into this many buckets.

@@ -3,6 +3,7 @@
 import csv
 import glob
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,7 +130,7 @@ def _read_one(path, fmt, nrows=None):
         if fmt in ("csv", "tsv"):
             return pd.read_csv(path, nrows=nrows, **csv_options(fmt))
         if fmt == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False, nrows=nrows)
+            return next(jsonl_frames(path, chunk_rows=nrows), pd.DataFrame())
         if nrows is not None:
             import pyarrow.parquet as pq
 
@@ -143,6 +144,40 @@ def _read_one(path, fmt, nrows=None):
     except (ValueError, pd.errors.ParserError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: cannot read as {fmt} ({first}).") from exc
+
+
+def jsonl_frames(path, chunk_rows=None):
+    """Reads a JSON Lines file as frames of at most `chunk_rows` rows (all rows in one frame
+    if `None`), naming the line of any row that is not a JSON object.
+
+    Blank lines are skipped. Values keep their JSON types, as `pandas.read_json` with
+    `dtype=False` keeps them.
+
+    Raises:
+        UserError: a line that is not valid JSON, or not an object.
+    """
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(
+                    f"{path}: line {number} is not valid JSON ({exc.msg} at column {exc.colno})."
+                ) from exc
+            if not isinstance(record, dict):
+                raise UserError(
+                    f"{path}: line {number} is a JSON {type(record).__name__}, not an object "
+                    "of column values."
+                )
+            records.append(record)
+            if chunk_rows is not None and len(records) >= chunk_rows:
+                yield pd.DataFrame.from_records(records)
+                records = []
+    if records or chunk_rows is None:
+        yield pd.DataFrame.from_records(records)
 
 
 def fingerprint(paths):

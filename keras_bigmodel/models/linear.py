@@ -221,15 +221,14 @@ class LinearRegression(Recipe):
             bias=bias,
         )
 
-    def network_dataset(self, examples, targets, preprocessing, options, batch_size, *, order):
+    def network_dataset(self, examples, targets, preprocessing, options, batches):
         import tensorflow as tf
 
-        # Preprocess every row once: each epoch then only gathers its batches' rows.
+        # Preprocess every row once: each batch then only gathers its rows.
         matrix = tf.constant(preprocessing.feature_matrix(examples))
         values = tf.constant(preprocessing.standardized_targets(targets)[:, None], tf.float32)
-        rows = order.indices(len(targets)) if order else tf.data.Dataset.range(len(targets))
-        dataset = rows.batch(batch_size).map(
-            lambda batch: (tf.gather(matrix, batch), tf.gather(values, batch)),
+        dataset = batches.map(
+            lambda rows: (tf.gather(matrix, rows), tf.gather(values, rows)),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )

@@ -80,12 +80,13 @@ class Recipe:
         """Adapts the preprocessing (vocabulary, normalisation) on the training examples."""
         raise NotImplementedError
 
-    def network_dataset(self, examples, targets, preprocessing, options, batch_size, *, order):
-        """Returns a batched `tf.data.Dataset` of `(network inputs, targets)`.
+    def network_dataset(self, examples, targets, preprocessing, options, batches):
+        """Returns a `tf.data.Dataset` of `(network inputs, targets)` batches.
 
-        `order` is a `keras_bigmodel.data.order.EpochOrder` whose `indices(len(examples))`
-        gives the rows to visit, shuffled anew each epoch, for training; or `None` to keep
-        the rows in order (validation).
+        `batches` is a dataset of int64 vectors of row indices into `examples`, one per
+        batch: for training an endless stream, shuffled pass by pass
+        (`keras_bigmodel.data.order.TrainingOrder`); for validation one pass in order. The
+        recipe maps each to the batch of network inputs and targets, nothing more.
         """
         raise NotImplementedError
 

@@ -99,7 +99,7 @@ class TextClassifierRecipe(Recipe):
         )
         return TextPreprocessing(vectorizer=vectorizer)
 
-    def network_dataset(self, examples, targets, preprocessing, options, batch_size, *, order):
+    def network_dataset(self, examples, targets, preprocessing, options, batches):
         import tensorflow as tf
 
         vectorizer, max_length = preprocessing.vectorizer, options.max_length
@@ -109,21 +109,21 @@ class TextClassifierRecipe(Recipe):
             # Ids are padded with zeros at the end only: 0 is the padding token.
             return tf.RaggedTensor.from_tensor(ids, padding=0)
 
-        # Vectorize once, in parallel, and keep every text's token ids in memory: each epoch
-        # then only gathers rows in its own order.
+        # Vectorize once, in parallel, and keep every text's token ids in memory: each batch
+        # then only gathers its rows.
         texts = tf.data.Dataset.from_tensor_slices(examples.inputs["text"].astype(str))
-        batches = texts.batch(1024).map(to_token_ids, num_parallel_calls=tf.data.AUTOTUNE)
-        token_ids = tf.concat(list(batches), axis=0)
+        token_ids = tf.concat(
+            list(texts.batch(1024).map(to_token_ids, num_parallel_calls=tf.data.AUTOTUNE)),
+            axis=0,
+        )
         labels = tf.constant(targets)
-        rows = order.indices(len(targets)) if order else tf.data.Dataset.range(len(targets))
-        dataset = rows.map(
-            lambda row: (token_ids[row], labels[row]),
+        # Each batch is padded to its own longest text, not to max_length: most texts are
+        # far shorter, and the LSTM's cost grows with the padded length.
+        dataset = batches.map(
+            lambda rows: (tf.gather(token_ids, rows).to_tensor(0), tf.gather(labels, rows)),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
-        # Each batch is padded to its own longest text, not to max_length: most texts are
-        # far shorter, and the LSTM's cost grows with the padded length.
-        dataset = dataset.padded_batch(batch_size, padded_shapes=([None], []))
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     def end_to_end(self, network, preprocessing, options):
