@@ -173,6 +173,9 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         self.history_file = history_file
         self.on_save = on_save
         self.best_weights = restored.values("best") if restored else None
+        #: ends the `fit()` under way after this epoch: the one a resumed run finishes on
+        #: its remaining batches, before whole epochs go on in a `fit()` of their own.
+        self.end_fit_after = None
         self._metric_sums = restored.values("metrics") if restored else None
 
     @property
@@ -202,6 +205,8 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         self.progress.history.append(row)
         self._early_stopping(epoch, row)
         self.progress.epoch, self.progress.step = epoch + 1, 0
+        if self.end_fit_after == epoch:
+            self.model.stop_training, self.end_fit_after = True, None
         self.save()
         if self.write and self.history_file:
             write_history(self.history_file, self.progress.history)

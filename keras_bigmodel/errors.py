@@ -50,6 +50,12 @@ class TrainingInterrupted(KeyboardInterrupt):
         """Where training stopped, for people."""
         if self.epoch is None:
             return "before training began"
-        if self.step:
-            return f"in epoch {self.epoch + 1} after batch {self.step}"
-        return f"after epoch {self.epoch}"
+        return progress_text(self.epoch, self.step)
+
+
+def progress_text(epoch, step):
+    """Says where training stands, for people: `epoch` epochs done and `step` batches of
+    the next."""
+    if step:
+        return f"in epoch {epoch + 1} after batch {step}"
+    return f"after epoch {epoch}"

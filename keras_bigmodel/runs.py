@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from keras_bigmodel.errors import UserError
+from keras_bigmodel.errors import UserError, progress_text
 
 RUN_FILE = "run.yaml"
 MODEL_FILE = "model.keras"
@@ -208,8 +208,7 @@ def unfinished_hint(path, info):
     """One sentence on an unfinished run: its status, where it stopped, what to do."""
     status = info.get("status", "finished")
     progress = info.get("progress") or {}
-    epoch, step = progress.get("epoch", 0), progress.get("step", 0)
-    where = f" in epoch {epoch + 1} after batch {step}" if step else f" after epoch {epoch}"
+    where = " " + progress_text(progress.get("epoch", 0), progress.get("step", 0))
     if status == "failed":
         error = info.get("error", "")
         return (

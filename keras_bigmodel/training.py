@@ -23,7 +23,7 @@ from keras_bigmodel.checkpoint import (
 from keras_bigmodel.config import RunConfig, load_yaml, resolve
 from keras_bigmodel.data.order import TrainingOrder
 from keras_bigmodel.data.sources import open_training_data
-from keras_bigmodel.errors import TrainingInterrupted, UserError
+from keras_bigmodel.errors import TrainingInterrupted, UserError, progress_text
 from keras_bigmodel.evaluation import score
 from keras_bigmodel.models import get_recipe
 from keras_bigmodel.multiworker import keras_multiworker_fixes
@@ -296,7 +296,7 @@ def _fit(recipe, resolved, data, pipelines, distribution, workdir, restored, sto
         data.validation_rows,
         distribution.name,
         distribution.replicas,
-        f", resuming after epoch {progress.epoch} batch {progress.step}" if restored else "",
+        f", resuming {progress_text(progress.epoch, progress.step)}" if restored else "",
     )
     previous_policy = keras.mixed_precision.global_policy()
     if settings.mixed_precision:
@@ -345,20 +345,13 @@ def _fit(recipe, resolved, data, pipelines, distribution, workdir, restored, sto
                     # batch evaluated (no weight, seed or data position changes) creates
                     # them, so the checkpoint's metric sums can go back into them.
                     network.evaluate(train_data, steps=1, verbose=0)
+                    checkpoint.end_fit_after = progress.epoch
                     _run_epochs(
-                        network,
-                        train_data,
-                        val_data,
-                        settings,
-                        callbacks,
-                        progress.epoch + 1,
-                        steps - progress.step,
+                        network, train_data, val_data, settings, callbacks, steps - progress.step
                     )
                 if not progress.stopped and progress.epoch < settings.epochs:
                     order.start_at(progress.epoch * steps)
-                    _run_epochs(
-                        network, train_data, val_data, settings, callbacks, settings.epochs, steps
-                    )
+                    _run_epochs(network, train_data, val_data, settings, callbacks, steps)
         if checkpoint.best_weights is not None:
             # Early stopping keeps the weights of the best epoch, as Keras' does.
             network.set_weights(checkpoint.best_weights)
@@ -379,12 +372,12 @@ def _where_stopped(progress):
         raise
 
 
-def _run_epochs(network, train_data, val_data, settings, callbacks, epochs, steps):
+def _run_epochs(network, train_data, val_data, settings, callbacks, steps):
     network.fit(
         train_data,
         validation_data=val_data,
         initial_epoch=callbacks[0].progress.epoch,
-        epochs=epochs,
+        epochs=settings.epochs,
         steps_per_epoch=steps,
         shuffle=False,
         callbacks=callbacks,
