@@ -29,22 +29,35 @@ OPTIONS = [
 ]  # fmt: skip
 
 
-def train_args(data, out):
-    return ["train", "lstm", "--data", str(data), "--out", str(out), *OPTIONS]
+def train_args(data, out, extra=()):
+    return ["train", "lstm", "--data", str(data), "--out", str(out), *OPTIONS, *extra]
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """A run trained without interruption, in this process."""
+def references(tmp_path_factory):
+    """Runs trained without interruption, in this process, by their extra flags."""
     from click.testing import CliRunner
 
     from cli.main import bigmodel
 
     folder = tmp_path_factory.mktemp("resume")
     data = sms_table(folder, rows_per_class=100)
-    result = CliRunner().invoke(bigmodel, train_args(data, folder / "reference"))
-    assert result.exit_code == 0, result.output
-    return data, folder / "reference"
+    runs = {}
+
+    def get(extra=()):
+        if extra not in runs:
+            run = folder / f"reference-{len(runs)}"
+            result = CliRunner().invoke(bigmodel, train_args(data, run, extra))
+            assert result.exit_code == 0, result.output
+            runs[extra] = run
+        return data, runs[extra]
+
+    return get
+
+
+@pytest.fixture
+def reference(references):
+    return references()
 
 
 def assert_same_run(run, reference):
@@ -95,19 +108,22 @@ def files_digest(folder):
 
 
 @pytest.mark.parametrize(
-    ("signum", "code", "status"),
+    ("signum", "code", "status", "extra"),
     [
-        (signal.SIGKILL, -9, "training"),
-        (signal.SIGINT, 130, "interrupted"),
-        (signal.SIGTERM, 143, "interrupted"),
+        (signal.SIGKILL, -9, "training", ()),
+        (signal.SIGINT, 130, "interrupted", ()),
+        (signal.SIGTERM, 143, "interrupted", ()),
+        # Streamed from disk: each pass shuffled in a buffer seeded by the pass.
+        (signal.SIGTERM, 143, "interrupted", ("--stream-above-mb", "0")),
     ],
+    ids=["kill-9", "sigint", "sigterm", "sigterm-streamed"],
 )
 def test_interrupted_then_resumed_equals_uninterrupted(
-    reference, tmp_path, invoke, signum, code, status
+    references, tmp_path, invoke, signum, code, status, extra
 ):
-    data, reference_run = reference
+    data, reference_run = references(extra)
     run = tmp_path / "run"
-    returncode, output = start_and_signal(train_args(data, run), run, signum)
+    returncode, output = start_and_signal(train_args(data, run, extra), run, signum)
     assert returncode == code, output
     info = run_info(run)
     assert info["status"] == status
