@@ -25,7 +25,7 @@ def train(model, data=None, **options):
             and `config` for a YAML file of them.
 
     Returns:
-        A `keras_bigmodel.runs.TrainResult` with the run directory and final metrics.
+        A `keras_bigmodel.training.TrainResult` with the run directory and final metrics.
     """
     from keras_bigmodel.training import train as _train
 

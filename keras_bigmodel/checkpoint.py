@@ -20,8 +20,6 @@ it, so a kill at any moment leaves either the previous checkpoint or the new one
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from keras_bigmodel.errors import TrainingInterrupted, UserError
-from keras_bigmodel.runs import write_text
+from keras_bigmodel.runs import atomic_path, write_text
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +99,6 @@ def read_checkpoint(directory):
     return Checkpoint(progress=progress, arrays=arrays)
 
 
-def metric_variables(network):
-    """The variables of the loss tracker and the compiled metrics, in a fixed order."""
-    return [v for metric in network.metrics for v in metric.variables]
-
-
 def restore_variables(variables, values, group, path):
     """Assigns saved values to variables, after checking that they fit one another.
 
@@ -127,8 +120,9 @@ def restore_variables(variables, values, group, path):
 
 class TrainingCheckpoint(keras.callbacks.Callback):
     """Saves the training state at every epoch's end, every `every_steps` batches, and at
-    the batch boundary where a stop signal arrived; restores it when a run resumes; and
-    does early stopping, whose state it saves with the rest.
+    the batch boundary where a stop signal arrived; gives a resumed epoch back its metric
+    sums (the trainer restores the weights and the optimizer before `fit()`); and does
+    early stopping, whose state it saves with the rest.
 
     Args:
         directory: the run's `checkpoints/` folder.
@@ -188,13 +182,17 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             # `fit()` has just reset the metrics: give back the sums of the batches this
             # epoch had already trained on before the interruption.
             restore_variables(
-                metric_variables(self.model), self._metric_sums, "metrics", self.directory
+                self.model.metrics_variables, self._metric_sums, "metrics", self.directory
             )
         self._metric_sums = None
         self._stop_if_asked()
 
     def on_train_batch_end(self, batch, logs=None):
         self.progress.step += 1
+        if self.progress.step >= self.steps_per_epoch:
+            # The epoch's last batch: its end, which follows, checkpoints and stops. A
+            # checkpoint here would hold a whole epoch without its validation and history.
+            return
         due = bool(self.every_steps) and self.global_step % self.every_steps == 0
         if due:
             self.save()
@@ -243,7 +241,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             "optimizer": self.model.optimizer.variables,
         }
         if self.progress.step:
-            groups["metrics"] = metric_variables(self.model)
+            groups["metrics"] = self.model.metrics_variables
         for group, variables in groups.items():
             _add_group(arrays, group, [np.array(v) for v in variables])
         if self.best_weights is not None:
@@ -263,17 +261,8 @@ def _add_group(arrays, group, values):
 
 
 def _write_npz(path, arrays):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        np.savez(file, **arrays)
 
 
 def write_history(path, history):

@@ -68,7 +68,12 @@ class TrainConfig:
         "Continue an unfinished run in --out exactly where its last checkpoint left it; "
         "its options and data must be the run's.",
     )
-    epochs: int = option(20, "Maximum number of passes over the training data.", minimum=1)
+    epochs: int = option(
+        20,
+        "Maximum number of epochs: passes over the training data, or --steps-per-epoch "
+        "batches each.",
+        minimum=1,
+    )
     steps_per_epoch: int | None = option(
         None,
         "Batches per epoch [default: one pass over the training rows]; epochs then go "
@@ -91,8 +96,8 @@ class TrainConfig:
     )
     early_stopping: int = option(
         3,
-        "Stop after this many epochs without a better validation loss, keeping the best "
-        "weights (0 = off).",
+        "Stop after this many epochs without a better validation loss (training loss "
+        "without validation data), keeping the best weights (0 = off).",
         minimum=0,
     )
     stream_above_mb: int = option(

@@ -43,8 +43,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 
     def resume_command(self):
         """The command that continues the run."""
-        flags = " --overwrite" if self.overwrite else ""
-        return f"bigmodel train {self.model} --out {self.run_dir}{flags} --resume"
+        return resume_command(self.model, self.run_dir, overwrite=self.overwrite)
 
     def where(self):
         """Where training stopped, for people."""
@@ -53,9 +52,18 @@ class TrainingInterrupted(KeyboardInterrupt):
         return progress_text(self.epoch, self.step)
 
 
+def resume_command(model, run_dir, overwrite=False):
+    """The command that continues an unfinished run (with `--overwrite` for a run that
+    replaces another)."""
+    flags = " --overwrite" if overwrite else ""
+    return f"bigmodel train {model} --out {run_dir}{flags} --resume"
+
+
 def progress_text(epoch, step):
     """Says where training stands, for people: `epoch` epochs done and `step` batches of
     the next."""
+    if not epoch and not step:
+        return "before the first batch"
     if step:
         return f"in epoch {epoch + 1} after batch {step}"
     return f"after epoch {epoch}"

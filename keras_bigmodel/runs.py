@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from keras_bigmodel.errors import UserError, progress_text
+from keras_bigmodel.errors import UserError, progress_text, resume_command
 
 RUN_FILE = "run.yaml"
 MODEL_FILE = "model.keras"
@@ -25,8 +25,8 @@ HISTORY_FILE = "history.csv"
 SAMPLE_FILE = "sample.json"
 CHECKPOINTS = "checkpoints"
 STATUSES = ("training", "interrupted", "failed", "finished")
-#: training rows kept in the run directory, for export's checks.
-SAMPLE_ROWS = 64
+#: training inputs kept in the run directory, for export's checks.
+KEPT_INPUTS = 64
 
 
 @contextlib.contextmanager
@@ -126,7 +126,7 @@ class Run:
                 self.info["data"]["path"],
                 fmt=self.config.get("format"),
                 with_targets=False,
-                nrows=SAMPLE_ROWS,
+                nrows=KEPT_INPUTS,
             )
         return read_sample(path)
 
@@ -197,11 +197,6 @@ def read_run_info(path):
     if status not in STATUSES:
         raise UserError(f"{run_file}: corrupt (unknown status '{status}').")
     return info
-
-
-def resume_command(model, path):
-    """The command that continues an unfinished run."""
-    return f"bigmodel train {model} --out {path} --resume"
 
 
 def unfinished_hint(path, info):
@@ -286,6 +281,7 @@ def plan_run_directory(out, *, model, overwrite, resume):
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: is a file, not a folder.")
+    settle_replacement(out)
     if resume:
         replacement = replacement_path(out)
         if overwrite and (replacement / RUN_FILE).is_file():
@@ -315,6 +311,11 @@ def _resumable(out, workdir, model):
     if info["model"] != model:
         raise UserError(f"--resume: {out} is a {info['model']} run, not {model}.")
     if info.get("status", "finished") == "finished":
+        if workdir == out and (replacement_path(out) / RUN_FILE).is_file():
+            raise UserError(
+                f"--resume: {out} is finished, and a run replacing it was stopped; continue "
+                f"that one with: {resume_command(model, out, overwrite=True)}"
+            )
         raise UserError(
             f"--resume: {out} is finished; nothing to resume (train it again with "
             "--overwrite, or choose another --out)."
@@ -330,11 +331,34 @@ def prepare_run_directory(place):
     return place.workdir
 
 
+def settle_replacement(out):
+    """Finishes what a replacement stopped between its end and taking the old run's place
+    left undone: puts a finished replacement in place, or the old run back where it was."""
+    out = Path(out)
+    replacement, retired = replacement_path(out), retired_path(out)
+    if (replacement / RUN_FILE).is_file():
+        try:
+            finished = read_run_info(replacement).get("status") == "finished"
+        except UserError:
+            finished = False
+        if finished:
+            replace_run(RunPlace(out=out, workdir=replacement))
+            return
+    if retired.is_dir() and not out.exists():
+        os.replace(retired, out)
+
+
+def retired_path(out):
+    """Where the run a replacement takes the place of waits, for a moment, to be removed."""
+    out = Path(out)
+    return out.parent / f".{out.name}.replaced"
+
+
 def replace_run(place):
     """Puts a finished replacement in place of the run it replaces."""
     if not place.replacing:
         return
-    retired = place.out.parent / f".{place.out.name}.replaced"
+    retired = retired_path(place.out)
     if retired.exists():
         shutil.rmtree(retired)
     if place.out.exists():
@@ -351,7 +375,7 @@ def update_status(path, info, status, **fields):
     write_yaml(Path(path) / RUN_FILE, info)
 
 
-def write_sample(path, examples, rows=SAMPLE_ROWS):
+def write_sample(path, examples, rows=KEPT_INPUTS):
     """Keeps the first `rows` training examples' raw model inputs as JSON: text as strings,
     encoded images as base64, numbers as numbers (`null` for a missing one)."""
     sample = {}

@@ -18,8 +18,6 @@ class StrategyInfo:
     name: str
     replicas: int
     workers: int
-    #: whether this process writes the run directory (always, but for multi-worker runs).
-    is_chief: bool = True
     #: this process's place among the workers, 0 to `workers - 1`.
     worker_index: int = 0
 
@@ -103,7 +101,6 @@ def _multiworker(devices, gpus):
         "multiworker",
         strategy.num_replicas_in_sync,
         workers,
-        is_chief_task(),
         worker_index(),
     )
 

@@ -1,6 +1,5 @@
 """Training a registered model and writing its run directory."""
 
-import contextlib
 import datetime
 import logging
 import platform
@@ -11,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from keras_bigmodel import __version__, plots
 from keras_bigmodel.checkpoint import (
@@ -19,6 +17,7 @@ from keras_bigmodel.checkpoint import (
     TrainingCheckpoint,
     read_checkpoint,
     restore_variables,
+    write_history,
 )
 from keras_bigmodel.config import RunConfig, load_yaml, resolve
 from keras_bigmodel.data.order import TrainingOrder
@@ -171,32 +170,66 @@ def train(model, data=None, config=None, **flags):
         A `TrainResult`.
 
     Raises:
-        UserError: bad options or bad data, before anything is written.
+        UserError: bad options or bad data; found before the run directory is written,
+            but for data that fails only as it streams, which leaves the run `failed`.
         TrainingInterrupted: SIGINT or SIGTERM, after saving a checkpoint that
             `resume=True` picks up.
     """
     resolved = resolve_config(model, data=data, config=config, **flags)
     settings = resolved.train
+    if settings.resume and not settings.out:
+        raise UserError("--resume needs --out: the run directory to continue.")
     out = Path(settings.out or default_run_dir(model))
-    chief = settings.strategy != "multiworker" or is_chief_task()
-    if chief or settings.resume:
-        place = plan_run_directory(
-            out, model=model, overwrite=settings.overwrite, resume=settings.resume
-        )
-    else:
-        # The chief plans and writes the run directory; this worker only reads a checkpoint.
-        place = RunPlace(out=out, workdir=out)
-    if place.resuming:
+    if settings.resume:
+        # Read only: every worker of a multi-worker run reads the run it continues.
+        place = plan_run_directory(out, model=model, overwrite=settings.overwrite, resume=True)
         recorded = (place.workdir / RUN_FILE, place.info)
         resolved = resolve_config(model, data=data, config=config, recorded=recorded, **flags)
+        _check_resumed_length(resolved.train, place.info)
+    # Known only now: a resumed run takes its strategy from its run.yaml.
+    chief = resolved.train.strategy != "multiworker" or is_chief_task()
+    if not settings.resume:
+        if chief:
+            place = plan_run_directory(out, model=model, overwrite=settings.overwrite, resume=False)
+        else:
+            # The chief plans and writes the run directory; this worker writes nothing there.
+            place = RunPlace(out=out, workdir=out)
     with stop_signals() as stop:
         try:
             return _train(model, resolved, place, chief, stop)
         except TrainingInterrupted as exc:
             # Before the run directory was made there is nothing to resume.
             written = (place.workdir / RUN_FILE).is_file()
-            exc.run_dir, exc.model, exc.overwrite = out if written else None, model, place.replacing
+            exc.run_dir, exc.model = (out if written else None), model
+            exc.overwrite = resolved.train.overwrite
             raise
+
+
+def _check_resumed_length(settings, info):
+    """Refuses an `--epochs` that a resumed run cannot honour exactly.
+
+    Raises:
+        UserError: fewer epochs than the run has done, or another length for a cosine
+            schedule, which spans the run's epochs.
+    """
+    recorded = info["config"].get("epochs")
+    done = (info.get("progress") or {}).get("epoch", 0)
+    if settings.epochs == recorded:
+        return
+    if settings.epochs < done or (
+        settings.epochs == done and (info.get("progress") or {}).get("step")
+    ):
+        raise UserError(
+            f"--resume: --epochs {settings.epochs}, but the run has already trained "
+            f"{progress_text(done, (info.get('progress') or {}).get('step', 0))}; "
+            "give more epochs or none."
+        )
+    if settings.lr_schedule == "cosine":
+        raise UserError(
+            f"--resume: --epochs {recorded} -> {settings.epochs} would change the cosine "
+            "learning-rate schedule, which spans the run's epochs; resume with the run's "
+            "--epochs."
+        )
 
 
 def _train(model, resolved, place, chief, stop):
@@ -209,10 +242,14 @@ def _train(model, resolved, place, chief, stop):
     keras.utils.set_random_seed(settings.seed)
     data = open_training_data(recipe, settings, options)
     info = _run_info(resolved, distribution, data)
+    restored = None
     if place.resuming:
         check_same_data(place, info["data"])
         info["created"] = place.info.get("created", info["created"])
-    restored = read_checkpoint(place.workdir / CHECKPOINTS) if place.resuming else None
+        if place.info.get("progress"):
+            info["progress"] = place.info["progress"]
+        restored = read_checkpoint(place.workdir / CHECKPOINTS)
+    progress = restored.progress if restored else Progress()
     preprocessing = recipe.fit_preprocessing(data.adapt_examples, options, settings.seed)
     order = TrainingOrder(settings.seed)
     datasets = data.datasets(
@@ -220,7 +257,10 @@ def _train(model, resolved, place, chief, stop):
     )
     # Only the chief writes the run directory; the other workers of a multi-worker run keep
     # their logs in a scratch folder of their own, removed however training ends.
-    workdir = prepare_run_directory(place) if chief else Path(tempfile.mkdtemp(prefix="bigmodel-"))
+    with stop.deferred():
+        workdir = (
+            prepare_run_directory(place) if chief else Path(tempfile.mkdtemp(prefix="bigmodel-"))
+        )
     status = "training"
     try:
         if chief:
@@ -228,7 +268,7 @@ def _train(model, resolved, place, chief, stop):
             if data.class_names:
                 write_json(workdir / LABELS_FILE, data.class_names)
             write_sample(workdir / SAMPLE_FILE, data.adapt_examples)
-        _, end_to_end, progress = _fit(
+        end_to_end = _fit(
             recipe,
             resolved,
             data,
@@ -236,6 +276,7 @@ def _train(model, resolved, place, chief, stop):
             distribution,
             workdir,
             restored,
+            progress,
             stop,
             chief,
             info,
@@ -251,10 +292,14 @@ def _train(model, resolved, place, chief, stop):
         with atomic_path(workdir / MODEL_FILE) as tmp:
             end_to_end.save(tmp)
         write_json(workdir / METRICS_FILE, metrics)
-        history = pd.read_csv(workdir / HISTORY_FILE)
+        # From the checkpoint's history, which a kill between two writes cannot leave short.
+        write_history(workdir / HISTORY_FILE, progress.history)
         plots.learning_curves(
             workdir / "plots" / "learning_curves.png",
-            {c: history[c].tolist() for c in history.columns if c != "epoch"},
+            {
+                name: [row.get(name) for row in progress.history]
+                for name in sorted({k for row in progress.history for k in row} - {"epoch"})
+            },
         )
         info["epochs_run"] = progress.epoch
         # Marking the run finished and putting it in place is not interrupted: a signal
@@ -264,31 +309,42 @@ def _train(model, resolved, place, chief, stop):
             status = "finished"
             replace_run(place)
         return TrainResult(run_dir=place.out, config=resolved, metrics=metrics)
-    except TrainingInterrupted:
+    except TrainingInterrupted as exc:
         status = "interrupted"
+        if exc.epoch is None:
+            # Stopped outside an epoch (validation's end, scoring, saving): every epoch
+            # done is checkpointed.
+            exc.epoch, exc.step = progress.epoch, progress.step
         raise
     except BaseException as exc:
         status = "failed"
         info["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         raise
     finally:
-        if not chief:
-            shutil.rmtree(workdir, ignore_errors=True)
-        elif status != "finished":
-            update_status(workdir, info, status)
+        # A second signal must not cut the status short.
+        with stop.shielded():
+            if not chief:
+                shutil.rmtree(workdir, ignore_errors=True)
+            elif status != "finished":
+                update_status(workdir, info, status, progress=_progress(progress))
 
 
-def _fit(recipe, resolved, data, pipelines, distribution, workdir, restored, stop, chief, info):
-    """Builds the network and trains it from the checkpoint (or from the start), writing a
-    checkpoint at every epoch's end; returns the network, the end-to-end model and the
-    final `Progress`."""
+def _fit(
+    recipe, resolved, data, pipelines, distribution, workdir, restored, progress, stop, chief, info
+):
+    """Builds the network and trains it from the checkpoint (or from the start), moving
+    `progress` on and checkpointing as it goes; returns the end-to-end model."""
     import keras
 
     settings, options = resolved.train, resolved.options
     class_names = data.class_names
     preprocessing, order, train_data, val_data = pipelines
     steps = settings.steps_per_epoch or data.batches_per_pass
-    progress = restored.progress if restored else Progress()
+    if progress.step >= steps:
+        raise UserError(
+            f"{workdir / CHECKPOINTS}: the checkpoint is at batch {progress.step} of an epoch "
+            f"of {steps}; it does not belong to this run's data."
+        )
     log.info(
         "Training %s on %d rows (%d for validation) with %s strategy, %d replica(s)%s.",
         recipe.name,
@@ -336,7 +392,7 @@ def _fit(recipe, resolved, data, pipelines, distribution, workdir, restored, sto
             checkpoint,
             keras.callbacks.TensorBoard(str(workdir / "logs"), write_graph=False, profile_batch=0),
         ]
-        with _where_stopped(progress), stop.during_training(distribution.strategy):
+        with stop.during_training(distribution.strategy):
             with keras_multiworker_fixes(distribution.strategy):
                 # An epoch stopped part-way is finished first, on its remaining batches.
                 if progress.step and not progress.stopped:
@@ -358,18 +414,7 @@ def _fit(recipe, resolved, data, pipelines, distribution, workdir, restored, sto
         end_to_end = recipe.end_to_end(network, preprocessing, options)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    return network, end_to_end, progress
-
-
-@contextlib.contextmanager
-def _where_stopped(progress):
-    """Tells a `TrainingInterrupted` raised after the last batch where training stood."""
-    try:
-        yield
-    except TrainingInterrupted as exc:
-        if exc.epoch is None:
-            exc.epoch, exc.step = progress.epoch, progress.step
-        raise
+    return end_to_end
 
 
 def _run_epochs(network, train_data, val_data, settings, callbacks, steps):

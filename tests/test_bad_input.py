@@ -142,6 +142,12 @@ CASES = [
     ("unknown validation label", lambda f, d, r: (["train", "lstm", "--data", d, "--val-data",
         write(f, "v.csv", "text,label\nhello,ham\nwin,maybe\n")], {}), 2,
      "v.csv: row 2 has label 'maybe' in column 'label', not one of"),
+    ("streamed csv with an unclosed quote", lambda f, d, r: (["train", "lstm", "--data", write(
+        f, "x.csv", 'text,label\nhello,ham\n"win,spam\nhi,ham\n'), "--stream-above-mb", "0"],
+        {}), 2, "x.csv: cannot read as csv (Error tokenizing data. C error: EOF inside string"),
+    ("streamed split without validation rows", lambda f, d, r: (["train", "lstm", "--data", d,
+        "--stream-above-mb", "0", "--val-split", "0.001"], {}), 2,
+     "--val-split 0.001 leaves no rows for validation out of 60"),
     # --- train: options, config and environment ---
     ("dropout out of range", lambda f, d, r: (
         ["train", "lstm", "--data", d, "--dropout", "2"], {}), 2,
@@ -187,6 +193,8 @@ CASES = [
     ("resume a finished run", lambda f, d, r: (
         ["train", "lstm", "--out", r, "--resume"], {}), 2,
      "is finished; nothing to resume"),
+    ("resume without --out", lambda f, d, r: (["train", "lstm", "--resume"], {}), 2,
+     "--resume needs --out"),
     ("resume a folder that is not a run", lambda f, d, r: (
         ["train", "lstm", "--data", d, "--out", f, "--resume"], {}), 2,
      "is not a run directory (no run.yaml); nothing to resume"),
@@ -305,7 +313,7 @@ def test_bad_input(finished, tmp_path, runner, monkeypatch, case, code, words):
     work.mkdir()
     args, env = case(work, data, run)
     out = tmp_path / "out"
-    if args[0] == "train" and "--out" not in args:
+    if args[0] == "train" and "--out" not in args and "--resume" not in args:
         if "is a file" in words:
             out.write_text("not a folder")
         # Tiny settings first, so that a case's own flags win.

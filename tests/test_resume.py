@@ -113,8 +113,8 @@ def files_digest(folder):
         (signal.SIGKILL, -9, "training", ()),
         (signal.SIGINT, 130, "interrupted", ()),
         (signal.SIGTERM, 143, "interrupted", ()),
-        # Streamed from disk: each pass shuffled in a buffer seeded by the pass.
-        (signal.SIGTERM, 143, "interrupted", ("--stream-above-mb", "0")),
+        # Streamed from disk: each pass shuffled block by block, keyed by the pass.
+        (signal.SIGTERM, 143, "interrupted", ("--stream-above-mb", "0", "--seed", "0")),
     ],
     ids=["kill-9", "sigint", "sigterm", "sigterm-streamed"],
 )
@@ -162,6 +162,14 @@ def test_resume_refuses_changed_options_and_data_and_finished_runs(reference, tm
 
     result = invoke("train", "cnn", "--out", run, "--resume")
     assert result.exit_code == 2 and "is a lstm run, not cnn" in result.output
+
+    result = invoke("train", "lstm", "--out", run, "--resume", "--epochs", "2")
+    assert result.exit_code == 2, result.output
+    assert "--epochs 2, but the run has already trained after epoch 3" in result.output
+    result = invoke(
+        "train", "lstm", "--out", run, "--resume", "--epochs", "5", "--lr-schedule", "cosine"
+    )
+    assert result.exit_code == 2 and "--lr-schedule constant -> cosine" in result.output
     assert files_digest(run) == before  # refused before anything was written
 
     result = invoke("train", "lstm", "--out", reference_run, "--resume")
@@ -180,6 +188,21 @@ def test_overwrite_refuses_a_folder_that_is_not_a_run(reference, tmp_path, invok
     assert f"--overwrite: {folder} is not a bigmodel run directory" in result.output
     assert sorted(p.name for p in folder.rglob("*")) == ["data.csv", "sub", "thesis.tex"]
     assert (folder / "thesis.tex").read_text() == "years of work"
+
+
+def test_a_replacement_stopped_before_taking_its_place_is_put_there(reference, tmp_path, invoke):
+    """Killed between finishing and the renames, a replacement takes the old run's place the
+    next time that run directory is used; a replacement killed earlier leaves it be."""
+    _, reference_run = reference
+    run, replacement = tmp_path / "run", tmp_path / ".run.replacement"
+    shutil.copytree(reference_run, replacement)
+    shutil.copytree(reference_run, tmp_path / ".run.replaced")  # the old run, moved aside
+    result = invoke("inspect", run, "--json")
+    assert result.exit_code == 2  # nothing at the run's own path until a train says so
+    result = invoke("train", "lstm", "--out", run, "--resume")
+    assert result.exit_code == 2 and f"--resume: {run} is finished" in result.output
+    assert not replacement.exists() and not (tmp_path / ".run.replaced").exists()
+    assert files_digest(run) == files_digest(reference_run)
 
 
 def test_killed_overwrite_leaves_the_old_run_whole(reference, tmp_path, invoke):

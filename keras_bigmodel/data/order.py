@@ -2,7 +2,8 @@
 the seed and the batch's place in the run, so a resumed run sees the very batches it missed.
 
 Pass `p` over the data (one epoch, unless `--steps-per-epoch` says otherwise) visits the rows
-in a stateless permutation keyed by `(seed, p)`. `Dataset.shuffle(seed=...)` would not do:
+in a stateless permutation keyed by `(seed, p)` (for a stream too large to hold, of each
+block of rows). `Dataset.shuffle(seed=...)` would not do:
 its order depends on how often the dataset was iterated in this process, and distributing a
 dataset rewrites its graph so that the rewritten shuffle draws another order (seen with
 MirroredStrategy on TensorFlow 2.21). The stream starts at `start_at(batch)`, read when an
@@ -52,10 +53,6 @@ class TrainingOrder:
 
         return tf.data.Dataset.range(1).flat_map(from_start)
 
-    def pass_seed(self, index):
-        """A seed for pass `index` (an int64 tensor), for pipelines that shuffle in a buffer."""
-        return index * 1_000_003 + self.seed
-
     def batches(self, num_rows, batch_size):
         """Returns the endless stream of row-index batches (int64 vectors) over `num_rows`
         rows: every pass a new permutation, its last batch possibly short."""
@@ -69,6 +66,34 @@ class TrainingOrder:
             return tf.data.Dataset.from_tensor_slices(rows).batch(batch_size)
 
         return self.passes(one_pass, batches_per_pass(num_rows, batch_size))
+
+    def stream_batches(self, rows, batch_size, block_rows, batches_in_pass=None):
+        """Returns the endless stream of batches of a dataset of rows too large to permute
+        whole: each pass permutes every block of `block_rows` consecutive rows, keyed by
+        `(seed, pass, block)`.
+
+        Args:
+            rows: a dataset of rows, each a tuple of scalars.
+            batch_size: rows per batch.
+            block_rows: rows permuted together; memory holds one block.
+            batches_in_pass: the batches in one pass, if known.
+        """
+        import tensorflow as tf
+
+        def one_pass(index):
+            key = tf.stack([tf.constant(self.seed, tf.int64), index])
+
+            def permute(block, columns):
+                block_key = tf.random.experimental.stateless_fold_in(key, block)
+                count = tf.shape(columns[0], out_type=tf.int64)[0]
+                order = tf.random.experimental.stateless_shuffle(tf.range(count), seed=block_key)
+                return tuple(tf.gather(column, order) for column in columns)
+
+            blocks = rows.batch(block_rows).map(lambda *columns: columns).enumerate()
+            shuffled = blocks.map(permute).unbatch()
+            return shuffled.batch(batch_size)
+
+        return self.passes(one_pass, batches_in_pass)
 
 
 def in_order(num_rows, batch_size):

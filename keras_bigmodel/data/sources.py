@@ -13,7 +13,7 @@ import numpy as np
 from keras_bigmodel.data.labels import class_names_from, encode_labels
 from keras_bigmodel.data.order import batches_per_pass, in_order
 from keras_bigmodel.data.split import split_indices
-from keras_bigmodel.data.stream import TableStream, in_validation
+from keras_bigmodel.data.stream import TableStream, in_validation, text_columns
 from keras_bigmodel.data.tables import expand_paths, fingerprint
 from keras_bigmodel.errors import UserError
 
@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 SAMPLE_ROWS = 100_000
 #: files named in run.yaml; the fingerprint covers them all.
 MAX_FILES_LISTED = 20
-#: rows a streamed pipeline shuffles among.
-SHUFFLE_BUFFER = 10_000
+#: consecutive rows a streamed pipeline shuffles among.
+SHUFFLE_BLOCK = 10_000
 
 
 def open_training_data(recipe, settings, options):
@@ -138,7 +138,7 @@ class StreamedData:
         counts = {"validation": 0, "labels": {}}
 
         def tally(chunk, first_row):
-            values = [chunk[c].fillna("").astype(str).to_numpy(dtype=object) for c in self.columns]
+            values = text_columns(chunk, self.columns)
             if held_out:
                 counts["validation"] += int(np.sum(in_validation(values, held_out, settings.seed)))
             if recipe.task == "classification":
@@ -161,7 +161,7 @@ class StreamedData:
         examples = recipe.examples_from_frame(sample, self.stream.name, self.paths, options)
         held = np.zeros(len(examples), dtype=bool)
         if held_out:
-            values = [sample[c].fillna("").astype(str).to_numpy(dtype=object) for c in self.columns]
+            values = text_columns(sample, self.columns)
             held = np.asarray(in_validation(values, held_out, settings.seed))
         self.sample_train = examples.take(np.flatnonzero(~held))
         self.sample_validation = examples.take(np.flatnonzero(held)) if held.any() else None
@@ -173,8 +173,6 @@ class StreamedData:
             def check_labels(chunk, first_row):
                 # The streamed pipeline could only map an unknown label to nothing: name it
                 # now, before training starts.
-                if recipe.task != "classification":
-                    return
                 name, column = self.val_stream.name, self.columns[-1]
                 labels = _chunk_labels(chunk, column, first_row, name)
                 unknown = [i for i, label in enumerate(labels) if label not in known]
@@ -191,8 +189,12 @@ class StreamedData:
             self.sample_validation = recipe.examples_from_frame(
                 val_sample, self.val_stream.name, self.val_stream.paths, options
             )
-        if self.train_rows == 0:
-            raise UserError(f"--val-split {settings.val_split} leaves no rows for training.")
+        if self.train_rows == 0 or (held_out and self.validation_rows == 0):
+            empty = "training" if self.train_rows == 0 else "validation"
+            raise UserError(
+                f"--val-split {settings.val_split} leaves no rows for {empty} out of "
+                f"{self.rows}; change it or pass --val-data."
+            )
 
     @property
     def adapt_examples(self):
@@ -212,7 +214,7 @@ class StreamedData:
 
     def datasets(self, preprocessing, order, workers=1, worker_index=0):
         """Streams the training rows endlessly, pass after pass from `order`'s start, each
-        pass shuffled in a bounded buffer, and the validation rows once. With several
+        pass shuffled in blocks of consecutive rows, and the validation rows once. With several
         workers and at least as many shards, each worker reads its own shards; otherwise
         each takes its share of every batch."""
         import tensorflow as tf
@@ -224,14 +226,11 @@ class StreamedData:
         if held_out:
             rows = rows.filter(lambda *row: ~in_validation(row, held_out, settings.seed))
 
-        def one_pass(index):
-            shuffled = rows.shuffle(SHUFFLE_BUFFER, seed=order.pass_seed(index))
-            return shuffled.batch(settings.batch_size)
-
         # A worker reading only its own shards does not know how many batches its passes
         # hold, so a resumed run reads its way to the start batch from the first pass.
         known = None if train_stream.by_file else self.batches_per_pass
-        train = self._to_network(order.passes(one_pass, known), preprocessing)
+        batches = order.stream_batches(rows, settings.batch_size, SHUFFLE_BLOCK, known)
+        train = self._to_network(batches, preprocessing)
         train = train_stream.with_policy(train)
         validation = None
         if self.val_stream or held_out:
@@ -276,7 +275,7 @@ def _chunk_labels(chunk, column, first_row, source):
     Raises:
         UserError: a row without a label, named by its number in the table.
     """
-    labels = chunk[column].fillna("").astype(str).to_numpy(dtype=object)
+    (labels,) = text_columns(chunk, [column])
     empty = np.flatnonzero(labels == "")
     if len(empty):
         raise UserError(

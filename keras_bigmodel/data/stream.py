@@ -7,6 +7,7 @@ from keras_bigmodel.data.tables import (
     csv_options,
     expand_paths,
     jsonl_frames,
+    read_errors_named,
     read_table,
     table_format,
 )
@@ -36,10 +37,6 @@ class TableStream:
                     f"{path}: columns {columns} differ from {self.paths[0]}'s {self.columns}."
                 )
 
-    @property
-    def size_bytes(self):
-        return sum(path.stat().st_size for path in self.paths)
-
     def require_columns(self, columns, option):
         """Checks that the table has these columns; see `Table.require_columns`."""
         for column in columns:
@@ -54,24 +51,28 @@ class TableStream:
         """Yields the table (or the shards `paths`) as frames of at most `CHUNK_ROWS` rows
         holding `columns`."""
         for path in self.paths if paths is None else paths:
-            if self.format == "parquet":
-                import pyarrow.parquet as pq
+            with read_errors_named(path, self.format):
+                yield from self._chunks_of(path, columns)
 
-                for batch in pq.ParquetFile(path).iter_batches(CHUNK_ROWS, columns=columns):
-                    yield batch.to_pandas()
-            elif self.format == "jsonl":
-                for chunk in jsonl_frames(path, CHUNK_ROWS):
-                    _require_in_chunk(chunk, columns, path)
-                    yield chunk[columns]
-            else:
-                # Every cell as the text in the file, as TensorFlow's reader sees it too.
-                yield from pd.read_csv(
-                    path,
-                    usecols=columns,
-                    chunksize=CHUNK_ROWS,
-                    dtype=str,
-                    **csv_options(self.format),
-                )
+    def _chunks_of(self, path, columns):
+        if self.format == "parquet":
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(path).iter_batches(CHUNK_ROWS, columns=columns):
+                yield batch.to_pandas()
+        elif self.format == "jsonl":
+            for chunk in jsonl_frames(path, CHUNK_ROWS):
+                _require_in_chunk(chunk, columns, path)
+                yield chunk[columns]
+        else:
+            # Every cell as the text in the file, as TensorFlow's reader sees it too.
+            yield from pd.read_csv(
+                path,
+                usecols=columns,
+                chunksize=CHUNK_ROWS,
+                dtype=str,
+                **csv_options(self.format),
+            )
 
     def sample(self, columns, rows, seed, on_chunk=None):
         """Reads the whole table once and keeps a uniform random sample of `rows` rows.
@@ -127,21 +128,26 @@ class TableStream:
                 )
                 return fields.map(lambda *row: tuple(row[order.index(i)] for i in indices))
 
-            files = tf.data.Dataset.from_tensor_slices([str(p) for p in self.paths])
+            chosen = self.paths if paths is None else paths
+            files = tf.data.Dataset.from_tensor_slices([str(p) for p in chosen])
             return files.interleave(
                 read,
-                cycle_length=min(4, len(self.paths)),
+                cycle_length=min(4, len(chosen)),
                 num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True,
             )
 
         def rows():
             for chunk in self.chunks(columns, paths):
-                values = [chunk[c].fillna("").astype(str).to_numpy(dtype=object) for c in columns]
-                yield from zip(*values, strict=True)
+                yield from zip(*text_columns(chunk, columns), strict=True)
 
         signature = tuple(tf.TensorSpec([], tf.string) for _ in columns)
         return tf.data.Dataset.from_generator(rows, output_signature=signature)
+
+
+def text_columns(frame, columns):
+    """The columns of a frame as arrays of strings, as `tf.data` reads them ("" if empty)."""
+    return [frame[c].fillna("").astype(str).to_numpy(dtype=object) for c in columns]
 
 
 def _require_in_chunk(chunk, columns, path):
@@ -149,7 +155,10 @@ def _require_in_chunk(chunk, columns, path):
     # would otherwise surface as a KeyError.
     for column in columns:
         if column not in chunk.columns:
-            raise UserError(f"{path}: no row of a {len(chunk)}-row stretch has '{column}'.")
+            raise UserError(
+                f"{path}: column '{column}' is missing from {len(chunk)} rows in a row; "
+                "every row needs it."
+            )
 
 
 #: validation rows are chosen by a keyed hash of each row into this many buckets.

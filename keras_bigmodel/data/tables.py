@@ -1,5 +1,6 @@
 """Reading tables (.csv .tsv .jsonl .parquet, or a glob of shards) into pandas frames."""
 
+import contextlib
 import csv
 import glob
 import hashlib
@@ -126,7 +127,7 @@ def csv_options(fmt):
 
 
 def _read_one(path, fmt, nrows=None):
-    try:
+    with read_errors_named(path, fmt):
         if fmt in ("csv", "tsv"):
             return pd.read_csv(path, nrows=nrows, **csv_options(fmt))
         if fmt == "jsonl":
@@ -137,6 +138,13 @@ def _read_one(path, fmt, nrows=None):
             batches = pq.ParquetFile(path).iter_batches(batch_size=max(nrows, 1))
             return next(batches).to_pandas().head(nrows)
         return pd.read_parquet(path)
+
+
+@contextlib.contextmanager
+def read_errors_named(path, fmt):
+    """Turns the errors of reading a table file into `UserError`s that name it."""
+    try:
+        yield
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}).") from exc
     except pd.errors.EmptyDataError as exc:
