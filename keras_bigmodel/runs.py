@@ -400,7 +400,7 @@ def read_sample(path):
     """
     import pandas as pd
 
-    from keras_bigmodel.models.recipe import Examples
+    from keras_bigmodel.data.examples import Examples
 
     try:
         sample = json.loads(Path(path).read_text(encoding="utf-8"))

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 
 from keras_bigmodel.config import option
+from keras_bigmodel.data.examples import Examples
 from keras_bigmodel.errors import UserError
-from keras_bigmodel.models.recipe import Examples, Recipe
+from keras_bigmodel.models.recipe import Recipe
 from keras_bigmodel.models.registry import register
 
 log = logging.getLogger(__name__)

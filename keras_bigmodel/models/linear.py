@@ -7,9 +7,10 @@ import numpy as np
 
 from keras_bigmodel.config import option
 from keras_bigmodel.data import features as feature_columns
+from keras_bigmodel.data.examples import Examples
 from keras_bigmodel.data.tables import read_table
 from keras_bigmodel.errors import UserError
-from keras_bigmodel.models.recipe import Examples, Recipe
+from keras_bigmodel.models.recipe import Recipe
 from keras_bigmodel.models.registry import register
 
 log = logging.getLogger(__name__)

@@ -5,9 +5,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from keras_bigmodel.config import option
+from keras_bigmodel.data.examples import Examples
 from keras_bigmodel.data.labels import label_strings
 from keras_bigmodel.data.tables import read_table
-from keras_bigmodel.models.recipe import Examples, Recipe
+from keras_bigmodel.models.recipe import Recipe
 
 
 @dataclass
