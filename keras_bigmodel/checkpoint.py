@@ -1,4 +1,4 @@
-"""The training state a run checkpoints, and the callback that saves and restores it exactly.
+"""The training state a run checkpoints: what it holds, the callback that saves it, reading it.
 
 Keras' `BackupAndRestore` keeps the weights, the optimizer and the epoch, and replays an
 interrupted epoch from its start. A resumed run here must end bitwise equal to one that was
