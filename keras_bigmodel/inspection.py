@@ -7,7 +7,13 @@ import numpy as np
 
 from keras_bigmodel.data.tables import read_table
 from keras_bigmodel.errors import UserError
-from keras_bigmodel.runs import METRICS_FILE, RUN_FILE, read_run_info, unfinished_hint
+from keras_bigmodel.runs import (
+    METRICS_FILE,
+    RUN_FILE,
+    read_run_info,
+    run_status,
+    unfinished_hint,
+)
 
 #: a column with at most this many distinct values is described by its balance.
 MAX_CLASSES_SHOWN = 20
@@ -118,7 +124,7 @@ def describe_run(folder):
     that is not finished, `next` says how to continue it."""
     info = read_run_info(folder)
     described = {"kind": "run", "path": str(folder), **info}
-    if info.get("status", "finished") != "finished":
+    if run_status(info) != "finished":
         described["next"] = unfinished_hint(folder, info)
     metrics_file = folder / METRICS_FILE
     if metrics_file.is_file():

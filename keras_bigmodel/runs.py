@@ -193,15 +193,20 @@ def read_run_info(path):
         or not isinstance(info.get("data"), dict)
     ):
         raise UserError(f"{run_file}: corrupt (not a bigmodel run record: no model, config, data).")
-    status = info.get("status", "finished")
+    status = run_status(info)
     if status not in STATUSES:
         raise UserError(f"{run_file}: corrupt (unknown status '{status}').")
     return info
 
 
+def run_status(info):
+    """A run's status; runs of bigmodel 0.1 recorded none, and only finished ones remain."""
+    return info.get("status", "finished")
+
+
 def unfinished_hint(path, info):
     """One sentence on an unfinished run: its status, where it stopped, what to do."""
-    status = info.get("status", "finished")
+    status = run_status(info)
     progress = info.get("progress") or {}
     where = " " + progress_text(progress.get("epoch", 0), progress.get("step", 0))
     if status == "failed":
@@ -232,7 +237,7 @@ def open_run(path):
             "train one with 'bigmodel train'."
         )
     info = read_run_info(path)
-    if info.get("status", "finished") != "finished":
+    if run_status(info) != "finished":
         raise UserError(unfinished_hint(path, info))
     if not (path / MODEL_FILE).is_file():
         raise UserError(f"{path}: not a finished run directory (no {MODEL_FILE}).")
@@ -310,7 +315,7 @@ def _resumable(out, workdir, model):
     info = read_run_info(workdir)
     if info["model"] != model:
         raise UserError(f"--resume: {out} is a {info['model']} run, not {model}.")
-    if info.get("status", "finished") == "finished":
+    if run_status(info) == "finished":
         if workdir == out and (replacement_path(out) / RUN_FILE).is_file():
             raise UserError(
                 f"--resume: {out} is finished, and a run replacing it was stopped; continue "
@@ -338,7 +343,7 @@ def settle_replacement(out):
     replacement, retired = replacement_path(out), retired_path(out)
     if (replacement / RUN_FILE).is_file():
         try:
-            finished = read_run_info(replacement).get("status") == "finished"
+            finished = run_status(read_run_info(replacement)) == "finished"
         except UserError:
             finished = False
         if finished:

@@ -20,7 +20,7 @@ from keras_bigmodel.checkpoint import (
     write_history,
 )
 from keras_bigmodel.config import RunConfig, load_yaml, resolve
-from keras_bigmodel.data.order import TrainingOrder
+from keras_bigmodel.data.order import TrainingOrder, batches_per_pass
 from keras_bigmodel.data.sources import open_training_data
 from keras_bigmodel.errors import TrainingInterrupted, UserError, progress_text
 from keras_bigmodel.evaluation import score
@@ -213,16 +213,14 @@ def _check_resumed_length(settings, info):
             schedule, which spans the run's epochs.
     """
     recorded = info["config"].get("epochs")
-    done = (info.get("progress") or {}).get("epoch", 0)
+    progress = info.get("progress") or {}
+    done, step = progress.get("epoch", 0), progress.get("step", 0)
     if settings.epochs == recorded:
         return
-    if settings.epochs < done or (
-        settings.epochs == done and (info.get("progress") or {}).get("step")
-    ):
+    if settings.epochs < done or (settings.epochs == done and step):
         raise UserError(
             f"--resume: --epochs {settings.epochs}, but the run has already trained "
-            f"{progress_text(done, (info.get('progress') or {}).get('step', 0))}; "
-            "give more epochs or none."
+            f"{progress_text(done, step)}; give more epochs or none."
         )
     if settings.lr_schedule == "cosine":
         raise UserError(
@@ -339,7 +337,7 @@ def _fit(
     settings, options = resolved.train, resolved.options
     class_names = data.class_names
     preprocessing, order, train_data, val_data = pipelines
-    steps = settings.steps_per_epoch or data.batches_per_pass
+    steps = settings.steps_per_epoch or batches_per_pass(data.train_rows, settings.batch_size)
     if progress.step >= steps:
         raise UserError(
             f"{workdir / CHECKPOINTS}: the checkpoint is at batch {progress.step} of an epoch "

@@ -148,6 +148,10 @@ CASES = [
     ("streamed split without validation rows", lambda f, d, r: (["train", "lstm", "--data", d,
         "--stream-above-mb", "0", "--val-split", "0.001"], {}), 2,
      "--val-split 0.001 leaves no rows for validation out of 60"),
+    ("streamed unknown validation label", lambda f, d, r: (["train", "lstm", "--data", d,
+        "--stream-above-mb", "0", "--val-data",
+        write(f, "v.csv", "text,label\nhello,ham\nwin,maybe\n")], {}), 2,
+     "v.csv: row 2 has label 'maybe' in column 'label', not one of the model's classes"),
     # --- train: options, config and environment ---
     ("dropout out of range", lambda f, d, r: (
         ["train", "lstm", "--data", d, "--dropout", "2"], {}), 2,

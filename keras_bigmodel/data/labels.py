@@ -41,8 +41,12 @@ def class_names_from(labels, source, column):
     return sorted(names)
 
 
-def encode_labels(labels, class_names, source, column):
+def encode_labels(labels, class_names, source, column, first_row=0):
     """Maps label strings to class indices in `class_names` order.
+
+    Args:
+        first_row: the rows before these in the table (for a chunk of a streamed one),
+            so that a message names the table's row.
 
     Raises:
         UserError: a label the model was not trained on, naming its row.
@@ -52,8 +56,8 @@ def encode_labels(labels, class_names, source, column):
     for row, label in enumerate(labels):
         if label not in index:
             raise UserError(
-                f"{source}: row {row + 1} has label '{label}' in column '{column}', not one of "
-                f"the model's classes ({', '.join(class_names)})."
+                f"{source}: row {first_row + row + 1} has label '{label}' in column '{column}', "
+                f"not one of the model's classes ({', '.join(class_names)})."
             )
         encoded[row] = index[label]
     return encoded

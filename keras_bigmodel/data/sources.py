@@ -87,11 +87,6 @@ class InMemoryData:
             found["validation"] = self.validation
         return found
 
-    @property
-    def batches_per_pass(self):
-        """Training batches in one pass over the training rows."""
-        return batches_per_pass(self.train_rows, self.settings.batch_size)
-
     def datasets(self, preprocessing, order, workers=1, worker_index=0):
         """Returns the endless training pipeline, in `order`, and one pass of the validation
         rows (`None` without any); with several workers, each takes its share of every
@@ -168,20 +163,13 @@ class StreamedData:
         if settings.val_data:
             self.val_stream = TableStream(settings.val_data, settings.format)
             self.val_stream.require_columns(self.columns, recipe.input_option)
-            known = set(self.class_names or ())
 
             def check_labels(chunk, first_row):
                 # The streamed pipeline could only map an unknown label to nothing: name it
-                # now, before training starts.
+                # now, before training starts, as the in-memory path does.
                 name, column = self.val_stream.name, self.columns[-1]
                 labels = _chunk_labels(chunk, column, first_row, name)
-                unknown = [i for i, label in enumerate(labels) if label not in known]
-                if unknown:
-                    raise UserError(
-                        f"{name}: row {first_row + unknown[0] + 1} has label "
-                        f"'{labels[unknown[0]]}' in column '{column}', not one of the training "
-                        f"data's classes ({', '.join(self.class_names)})."
-                    )
+                encode_labels(labels, self.class_names, name, column, first_row=first_row)
 
             val_sample, self.validation_rows = self.val_stream.sample(
                 self.columns, SAMPLE_ROWS, settings.seed, on_chunk=check_labels
@@ -207,11 +195,6 @@ class StreamedData:
             found["validation"] = self.sample_validation
         return found
 
-    @property
-    def batches_per_pass(self):
-        """Training batches in one pass over the training rows."""
-        return batches_per_pass(self.train_rows, self.settings.batch_size)
-
     def datasets(self, preprocessing, order, workers=1, worker_index=0):
         """Streams the training rows endlessly, pass after pass from `order`'s start, each
         pass shuffled in blocks of consecutive rows, and the validation rows once. With several
@@ -228,7 +211,9 @@ class StreamedData:
 
         # A worker reading only its own shards does not know how many batches its passes
         # hold, so a resumed run reads its way to the start batch from the first pass.
-        known = None if train_stream.by_file else self.batches_per_pass
+        known = None
+        if not train_stream.by_file:
+            known = batches_per_pass(self.train_rows, settings.batch_size)
         batches = order.stream_batches(rows, settings.batch_size, SHUFFLE_BLOCK, known)
         train = self._to_network(batches, preprocessing)
         train = train_stream.with_policy(train)
