@@ -68,7 +68,7 @@ def recipe_options(recipe):
     for f, annotation in option_fields(TrainConfig):
         default = recipe.train_defaults.get(f.name, f.default)
         decorators.append(click_option(f, annotation, default, toggle=False))
-    for f, annotation in option_fields(recipe.Options):
+    for f, annotation in option_fields(recipe.options_class):
         decorators.append(click_option(f, annotation, f.default, toggle=True))
     # click lists options in the order the decorators are applied, last first.
     return list(reversed(decorators))
@@ -80,8 +80,8 @@ def data_override_options(command):
     seen = {}
     for name in recipe_names():
         recipe = get_recipe(name)
-        for f, annotation in option_fields(recipe.Options):
-            if f.name in recipe.data_options and f.name not in seen:
+        for f, annotation in option_fields(recipe.options_class):
+            if f.name in recipe.data_reader.data_options and f.name not in seen:
                 seen[f.name] = (f, annotation)
     for f, annotation in reversed(list(seen.values())):
         option = click_option(f, annotation, None, toggle=True)

@@ -102,8 +102,10 @@ class TrainConfig:
     )
     stream_above_mb: int = option(
         256,
-        "Stream tables larger than this from disk instead of loading them; their "
-        "vocabulary or normalisation adapts on a sample of 100,000 rows.",
+        "Stream data larger than this from disk instead of holding it in memory: tables by "
+        "file size (a text vocabulary adapts on a sample of 100,000 rows; feature statistics "
+        "cover every row), image folders by their decoded size (decoded batch by batch "
+        "instead of once).",
         minimum=0,
     )
     seed: int = option(42, "Seed for every source of randomness.", minimum=0)

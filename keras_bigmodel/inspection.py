@@ -82,6 +82,7 @@ def describe_image_folder(folder):
     import collections
 
     from keras_bigmodel.data import images
+    from keras_bigmodel.data.image_folder import decoded_shapes
 
     scan = images.scan_image_folder(folder)
     if not any(scan.classes.values()):
@@ -90,11 +91,13 @@ def describe_image_folder(folder):
             "sub-folder per class."
         )
     files = [p for found in scan.classes.values() for p in found]
-    contents = images.read_contents(files)
-    headers = [images.image_header(content) for content in contents]
-    sizes = collections.Counter(f"{h[0]}x{h[1]}" for h in headers if h)
-    modes = collections.Counter(h[2] for h in headers if h)
-    unreadable = [files[i] for i in images.find_undecodable(contents)]
+    # Streamed: a folder of any size is described holding one image at a time.
+    decoded, shapes = decoded_shapes(files)
+    sizes = collections.Counter(f"{h}x{w}" for (h, w, _), ok in zip(shapes, decoded) if ok)
+    modes = collections.Counter(
+        header[2] for header in map(images.image_header, files) if header is not None
+    )
+    unreadable = [path for path, ok in zip(files, decoded, strict=True) if not ok]
     described = {
         "kind": "image_folder",
         "path": str(folder),

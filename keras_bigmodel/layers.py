@@ -41,7 +41,7 @@ def decode_and_resize(content, channels, height, width):
         A float32 `[height, width, channels]` tensor of pixel values in 0..255.
     """
     # Decoded as stored, then converted here: TensorFlow's decoders refuse some requests
-    # (a GIF, a BMP or a CMYK JPEG as one channel) that `find_undecodable` would not catch.
+    # (a GIF, a BMP or a CMYK JPEG as one channel) that `decoded_shapes` would not catch.
     image = tf.io.decode_image(content, expand_animations=False)
     image.set_shape([None, None, None])
     colour = tf.shape(image)[-1] >= 3

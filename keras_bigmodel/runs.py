@@ -92,10 +92,10 @@ class Run:
         Raises:
             UserError: an override that is not one of this model's data options.
         """
-        allowed = self.recipe.data_options
+        allowed = self.recipe.data_reader.data_options
         values = {
             f.name: self.config[f.name]
-            for f in dataclasses.fields(self.recipe.Options)
+            for f in dataclasses.fields(self.recipe.options_class)
             if f.name in self.config
         }
         for name, value in overrides.items():
@@ -105,12 +105,26 @@ class Run:
                 flag = "--" + name.replace("_", "-")
                 raise UserError(f"{flag} does not apply to a {self.model_name} run.")
             values[name] = value
-        return self.recipe.Options(**values)
+        return self.recipe.options_class(**values)
+
+    @property
+    def layout(self):
+        """What the reader inferred from the training data (feature columns, image size)."""
+        recorded = (self.info.get("data") or {}).get("layout")
+        try:
+            return self.recipe.data_reader.layout_from(recorded, self.options())
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{self.path / RUN_FILE}: corrupt data layout ({exc}).") from exc
 
     def read_examples(self, data, fmt=None, with_targets=True, nrows=None, **overrides):
         """Reads data laid out as the run's training data (or as the overrides say)."""
-        return self.recipe.read_examples(
-            data, self.options(**overrides), fmt or None, with_targets=with_targets, nrows=nrows
+        return self.recipe.data_reader.read(
+            data,
+            self.options(**overrides),
+            self.layout,
+            fmt or None,
+            with_targets=with_targets,
+            nrows=nrows,
         )
 
     def sample_examples(self):

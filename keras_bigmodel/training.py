@@ -1,5 +1,6 @@
 """Training a registered model and writing its run directory."""
 
+import dataclasses
 import datetime
 import logging
 import platform
@@ -21,7 +22,6 @@ from keras_bigmodel.checkpoint import (
 )
 from keras_bigmodel.config import RunConfig, load_yaml, resolve
 from keras_bigmodel.data.order import TrainingOrder, batches_per_pass
-from keras_bigmodel.data.sources import open_training_data
 from keras_bigmodel.errors import TrainingInterrupted, UserError, progress_text
 from keras_bigmodel.evaluation import score
 from keras_bigmodel.models import get_recipe
@@ -105,10 +105,12 @@ def resolve_config(model, data=None, config=None, recorded=None, **flags):
     if recorded:
         run_file, info = recorded
         layers.insert(0, (str(run_file), dict(info["config"])))
-    resolved = resolve(model, recipe.Options, layers=layers, train_defaults=recipe.train_defaults)
+    resolved = resolve(
+        model, recipe.options_class, layers=layers, train_defaults=recipe.train_defaults
+    )
     if recorded:
         earlier = resolve(
-            model, recipe.Options, layers=layers[:1], train_defaults=recipe.train_defaults
+            model, recipe.options_class, layers=layers[:1], train_defaults=recipe.train_defaults
         )
         before, now = earlier.to_dict(), resolved.to_dict()
         changed = [
@@ -238,7 +240,7 @@ def _train(model, resolved, place, chief, stop):
     distribution = make_strategy(settings.strategy, settings.devices)
     stop.install()
     keras.utils.set_random_seed(settings.seed)
-    data = open_training_data(recipe, settings, options)
+    data = recipe.data_reader.open_training(settings, options)
     info = _run_info(resolved, distribution, data)
     restored = None
     if place.resuming:
@@ -248,11 +250,18 @@ def _train(model, resolved, place, chief, stop):
             info["progress"] = place.info["progress"]
         restored = read_checkpoint(place.workdir / CHECKPOINTS)
     progress = restored.progress if restored else Progress()
-    preprocessing = recipe.fit_preprocessing(data.adapt_examples, options, settings.seed)
+    preprocessing = recipe.fit_preprocessing(data, options, settings.seed)
     order = TrainingOrder(settings.seed)
-    datasets = data.datasets(
-        preprocessing, order, workers=distribution.workers, worker_index=distribution.worker_index
+    batches = data.datasets(
+        order,
+        settings.batch_size,
+        workers=distribution.workers,
+        worker_index=distribution.worker_index,
     )
+    datasets = [
+        None if part is None else recipe.network_dataset(part, preprocessing, options)
+        for part in batches
+    ]
     # Only the chief writes the run directory; the other workers of a multi-worker run keep
     # their logs in a scratch folder of their own, removed however training ends.
     with stop.deferred():
@@ -265,7 +274,7 @@ def _train(model, resolved, place, chief, stop):
             update_status(workdir, info, "training")
             if data.class_names:
                 write_json(workdir / LABELS_FILE, data.class_names)
-            write_sample(workdir / SAMPLE_FILE, data.adapt_examples)
+            write_sample(workdir / SAMPLE_FILE, data.sample_examples())
         end_to_end = _fit(
             recipe,
             resolved,
@@ -491,7 +500,7 @@ def _run_info(resolved, distribution, data):
         "updated": None,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "config": config,
-        "data": data.describe(),
+        "data": _describe_data(data),
         "strategy": distribution.to_dict(),
         "versions": {
             "bigmodel": __version__,
@@ -501,3 +510,11 @@ def _run_info(resolved, distribution, data):
             "python": platform.python_version(),
         },
     }
+
+
+def _describe_data(data):
+    described = data.describe()
+    if data.layout is not None:
+        # What the reader inferred: eval and predict read any table or folder by it.
+        described["layout"] = dataclasses.asdict(data.layout)
+    return described

@@ -19,10 +19,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import bigmodel
-from keras_bigmodel.data.order import in_order
+from keras_bigmodel.data.order import TrainingOrder
 from keras_bigmodel.errors import UserError
 from keras_bigmodel.layers import DecodeImages
 from keras_bigmodel.models import get_recipe
+from keras_bigmodel.training import resolve_config
 from tests.tiny_data import EXAMPLES, digit_folder
 
 TINY = ["--image-size", "8", "--filters", "4", "--epochs", "1", "--batch-size", "8", "--quiet"]
@@ -34,7 +35,13 @@ def run_cli(*args):
 
 
 def read(data, with_targets=True, **options):
-    return CNN.read_examples(data, CNN.Options(**options), with_targets=with_targets)
+    return CNN.data_reader.read(data, CNN.options_class(**options), with_targets=with_targets)
+
+
+def training_data(data, **flags):
+    """The image reader's training data, validated on the same folder, in file order."""
+    resolved = resolve_config("cnn", data=data, val_data=data, **flags)
+    return CNN.data_reader.open_training(resolved.train, resolved.options)
 
 
 def write_image(path, size=(8, 8), mode="L", seed=0):
@@ -101,24 +108,26 @@ def test_every_format_gives_the_same_pixels_in_training_and_in_the_model(tmp_pat
     write_image(data / "b" / "scan.bmp", (6, 9), "RGB", seed=4)
     write_image(data / "b" / "print.jpeg", (8, 8), "CMYK", seed=5)
     examples = read(data)
-    preprocessing = CNN.fit_preprocessing(examples, CNN.Options(), seed=0)
+    layout = training_data(data).layout
     # One colour image makes every image colour; the default size is the median size
     # (8 x 8), scaled up to 32 pixels a side.
-    assert (preprocessing.channels, preprocessing.height, preprocessing.width) == (3, 32, 32)
-    targets = np.array([0, 0, 1, 1, 1], dtype=np.int32)
+    assert (layout.channels, layout.height, layout.width) == (3, 32, 32)
     # Every format in either number of channels, even those TensorFlow's decoders will not
-    # convert themselves (a GIF, a BMP or a CMYK JPEG as grayscale).
-    for channels in (3, 1):
-        options = CNN.Options(channels=channels)
-        preprocessing = CNN.fit_preprocessing(examples, options, seed=0)
-        dataset = CNN.network_dataset(examples, targets, preprocessing, options, in_order(5, 8))
-        pixels, _ = next(iter(dataset))
+    # convert themselves (a GIF, a BMP or a CMYK JPEG as grayscale); decoded once into
+    # memory or batch by batch from the files.
+    for channels, stream_above_mb in ((3, 256), (1, 256), (3, 0)):
+        found = training_data(data, channels=channels, stream_above_mb=stream_above_mb)
+        assert found.cached == (stream_above_mb > 0)
+        _, validation = found.datasets(TrainingOrder(0), 8)
+        (batch, labels), *rest = list(validation)
+        assert not rest and labels.numpy().tolist() == [0, 0, 1, 1, 1]
+        network_batch, _ = next(iter(CNN.network_dataset(validation, found.layout, None)))
         decoded = DecodeImages(32, 32, channels)(tf.constant(list(examples.inputs["image_bytes"])))
         assert decoded.shape == (5, 32, 32, channels)
-        np.testing.assert_array_equal(pixels.numpy(), decoded.numpy())
+        np.testing.assert_array_equal(batch["pixels"].numpy(), decoded.numpy())
+        np.testing.assert_array_equal(network_batch.numpy(), decoded.numpy())
 
-    gray = CNN.fit_preprocessing(read(digit_folder(tmp_path, per_digit=2)), CNN.Options(), seed=0)
-    assert gray.channels == 1
+    assert training_data(digit_folder(tmp_path, per_digit=2)).layout.channels == 1
 
 
 @pytest.mark.parametrize(

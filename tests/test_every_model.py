@@ -1,14 +1,17 @@
 """Every registered model passes the same checks: build, fit a few steps, save, reload in
 safe mode, export, reload the export, and give the same outputs all the way through."""
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 
 import keras_bigmodel as kb
 from keras_bigmodel.evaluation import model_outputs
@@ -16,6 +19,7 @@ from keras_bigmodel.models import recipe_names
 from keras_bigmodel.runs import open_run
 from tests.tiny_data import FOR_MODEL
 
+ROOT = Path(__file__).resolve().parents[1]
 RUN_FILES = ["run.yaml", "model.keras", "metrics.json", "history.csv", "plots/learning_curves.png"]
 
 
@@ -23,13 +27,46 @@ def test_every_registered_model_has_tiny_data():
     assert sorted(FOR_MODEL) == sorted(recipe_names())
 
 
+def test_models_never_import_a_reader():
+    """Recipes get what readers read from the trainer: no module of `models/` imports
+    anything of `keras_bigmodel.data` but the registry of reader kinds, which imports no
+    reader until one is asked for."""
+    for path in sorted((ROOT / "keras_bigmodel" / "models").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            names = [n for n in names if not n.startswith("keras_bigmodel.data.reader")]
+            assert not any(n.startswith("keras_bigmodel.data") for n in names), (
+                f"{path.name}:{node.lineno} imports {names[0]}"
+            )
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["in_memory", "streamed"])
 @pytest.mark.parametrize("name", sorted(FOR_MODEL))
-def test_train_save_reload_export_round_trip(tmp_path, name):
+def test_train_save_reload_export_round_trip(tmp_path, name, streamed):
     data, options = FOR_MODEL[name](tmp_path)
+    # --stream-above-mb 0 streams every table from disk and decodes images batch by batch.
     result = kb.train(
-        name, data=data, out=tmp_path / "run", epochs=2, batch_size=8, quiet=True, **options
+        name,
+        data=data,
+        out=tmp_path / "run",
+        epochs=2,
+        batch_size=8,
+        quiet=True,
+        stream_above_mb=0 if streamed else 256,
+        **options,
     )
     run_dir = result.run_dir
+    described = yaml.safe_load((run_dir / "run.yaml").read_text())["data"]
+    if "cached" in described:
+        assert described["cached"] is not streamed
+    else:
+        assert described.get("streamed", False) is streamed
     for file in RUN_FILES:
         assert (run_dir / file).is_file(), file
     assert list((run_dir / "checkpoints").iterdir())

@@ -15,15 +15,16 @@ from sklearn.model_selection import train_test_split
 
 import keras_bigmodel as kb
 from cli.main import bigmodel
-from keras_bigmodel.data import features
+from keras_bigmodel.data import feature_table, features
 from keras_bigmodel.errors import UserError
 from keras_bigmodel.models import get_recipe
-from keras_bigmodel.models.linear import least_squares
+from keras_bigmodel.models.linear import feature_map, least_squares
 from keras_bigmodel.training import resolve_config
 from tests.tiny_data import EXAMPLES, california_table
 
 TARGET = "median_house_value"
 TINY = ["--epochs", "2", "--batch-size", "8", "--quiet"]
+LINEAR = get_recipe("linear")
 
 
 def run_cli(*args):
@@ -117,10 +118,10 @@ def test_rows_without_a_target_are_skipped(tmp_path, caplog):
     frame.to_csv(data, index=False)
     options = resolve_config("linear", data=data, target=TARGET).options
     # The CLI stops the package's log records at its own handler; listen where they start.
-    logger = logging.getLogger("keras_bigmodel.models.linear")
+    logger = logging.getLogger("keras_bigmodel.data.sources")
     logger.addHandler(caplog.handler)
     try:
-        examples = get_recipe("linear").read_examples(data, options)
+        examples = get_recipe("linear").data_reader.read(data, options)
     finally:
         logger.removeHandler(caplog.handler)
     assert len(examples) == 58 and not np.isnan(examples.targets).any()
@@ -140,9 +141,13 @@ def test_train_eval_predict_export_round_trip(tmp_path):
     run = tmp_path / "run"
     result = run_cli("train", "linear", "--data", data, "--target", TARGET, "--out", run, *TINY)
     assert result.exit_code == 0, result.output
-    config = __import__("yaml").safe_load((run / "run.yaml").read_text())["config"]
-    assert config["categorical"] == "ocean_proximity"
-    assert config["features"].split(",") == [c for c in frame.columns if c != TARGET]
+    info = __import__("yaml").safe_load((run / "run.yaml").read_text())
+    # What the reader inferred is recorded as the data's layout, not written into options.
+    assert info["config"]["categorical"] is None and info["config"]["features"] is None
+    assert info["data"]["layout"] == {
+        "features": [c for c in frame.columns if c != TARGET],
+        "categorical": ["ocean_proximity"],
+    }
 
     result = run_cli("eval", run, "--data", data, "--json")
     assert result.exit_code == 0, result.output
@@ -190,9 +195,86 @@ def test_reaches_least_squares_on_diabetes(tmp_path):
     assert r2 == pytest.approx(ols_r2(train, test, "target"), abs=0.005)
 
 
+def training_data(data, **flags):
+    resolved = resolve_config("linear", data=data, **flags)
+    reader = LINEAR.data_reader
+    return reader.open_training(resolved.train, resolved.options), resolved.options
+
+
+def test_statistics_give_the_preprocessors_features_and_the_least_squares_optimum(tmp_path):
+    data = california_table(tmp_path, rows=200)
+    frame = pd.read_csv(data)
+    frame.loc[[5, 9], "ocean_proximity"] = None
+    frame.loc[[11], "households"] = None
+    frame.to_csv(data, index=False)
+    # Two categories kept of five: the rarer ones count as unseen, even in training.
+    found, options = training_data(data, target=TARGET, val_split=0.0, max_categories=2)
+    preprocessing = LINEAR.fit_preprocessing(found, options, seed=0)
+    examples = found.adapt_examples
+    matrix = preprocessing.feature_matrix(examples)
+    statistics = found.statistics
+    mapping = feature_map(statistics)
+    # The raw columns of each row, as the statistics count them.
+    names = list(preprocessing.input_names.values())
+    numeric = np.stack([examples.inputs[n] for n in names if n in statistics.numeric], 1)
+    raw = [np.nan_to_num(numeric, nan=0.0), np.isnan(numeric)]
+    for name, vocabulary in statistics.vocabularies.items():
+        assert len(vocabulary) == 2
+        raw.append(examples.inputs[name][:, None] == np.array(vocabulary)[None, :])
+    raw = np.hstack(raw).astype(np.float64)
+    np.testing.assert_allclose(raw.mean(0), statistics.mean, atol=1e-12)
+    np.testing.assert_allclose(raw.T @ raw / len(raw), statistics.second, rtol=1e-12)
+    np.testing.assert_allclose(raw @ mapping.weights.T + mapping.offset, matrix, atol=2e-5)
+    # The same optimum as solving on the feature matrix itself.
+    targets = preprocessing.standardized_targets(examples.targets)
+    kernel, bias = least_squares(matrix, targets)
+    np.testing.assert_allclose(preprocessing.kernel, kernel, atol=1e-4)
+    assert preprocessing.bias == pytest.approx(bias, abs=1e-4)
+
+
+def test_more_categories_than_one_pass_follows_take_a_second(tmp_path, monkeypatch):
+    data = california_table(tmp_path, rows=200)
+    frame = pd.read_csv(data).assign(block=lambda f: "b" + (f.index % 37).astype(str))
+    frame.to_csv(data, index=False)
+    flags = {"target": TARGET, "val_split": 0.0, "max_categories": 10}
+    one_pass = training_data(data, **flags)[0].statistics
+    monkeypatch.setattr(feature_table, "ONE_PASS_COLUMNS", 20)
+    calls = []
+    restart = feature_table.FeatureStatistics.restart
+    monkeypatch.setattr(
+        feature_table.FeatureStatistics, "restart", lambda self: calls.append(1) or restart(self)
+    )
+    for stream_above_mb in (256, 0):
+        two_passes = training_data(data, stream_above_mb=stream_above_mb, **flags)[0].statistics
+        assert two_passes.vocabularies == one_pass.vocabularies
+        np.testing.assert_allclose(two_passes.second, one_pass.second, rtol=1e-12)
+        np.testing.assert_allclose(two_passes.cross, one_pass.cross, rtol=1e-12)
+    assert len(calls) == 2
+    assert len(one_pass.vocabularies["block"]) == 10
+
+
+def test_streamed_housing_starts_at_the_same_optimum_as_in_memory(tmp_path):
+    frame = pd.read_csv(EXAMPLES / "california_housing.csv")
+    data = tmp_path / "housing.csv"
+    frame.to_csv(data, index=False)
+    starts = []
+    for stream_above_mb in (256, 0):
+        found, options = training_data(data, target=TARGET, stream_above_mb=stream_above_mb)
+        assert found.train_rows == len(frame) and found.layout.categorical == ["ocean_proximity"]
+        assert ("streamed" in found.describe()) == (stream_above_mb == 0)
+        starts.append(LINEAR.fit_preprocessing(found, options, seed=0))
+    memory, streamed = starts
+    np.testing.assert_allclose(streamed.kernel, memory.kernel, rtol=1e-6, atol=1e-9)
+    assert streamed.bias == pytest.approx(memory.bias, abs=1e-9)
+    assert streamed.target_scale == pytest.approx(memory.target_scale, rel=1e-12)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("table", ["california_housing", "diabetes"])
-def test_default_training_reaches_least_squares(tmp_path, table):
+@pytest.mark.parametrize(
+    "table, stream_above_mb",
+    [("california_housing", 256), ("california_housing", 0), ("diabetes", 256)],
+)
+def test_default_training_reaches_least_squares(tmp_path, table, stream_above_mb):
     if table == "diabetes":
         train, test, target = *diabetes_split(tmp_path), "target"
     else:
@@ -200,11 +282,21 @@ def test_default_training_reaches_least_squares(tmp_path, table):
         train, test = split(frame, tmp_path)
         target = TARGET
     started = time.perf_counter()
-    result = kb.train("linear", data=train, target=target, out=tmp_path / "run", quiet=True)
+    result = kb.train(
+        "linear",
+        data=train,
+        target=target,
+        out=tmp_path / "run",
+        quiet=True,
+        stream_above_mb=stream_above_mb,
+    )
     seconds = time.perf_counter() - started
     r2 = kb.evaluate(result.run_dir, test)["r2"]
     reference = ols_r2(train, test, target)
-    print(f"{table}: test R2 {r2:.4f}, least squares {reference:.4f}, trained in {seconds:.1f} s")
+    print(
+        f"{table} (--stream-above-mb {stream_above_mb}): test R2 {r2:.4f}, least squares "
+        f"{reference:.4f}, trained in {seconds:.1f} s"
+    )
     assert r2 == pytest.approx(reference, abs=0.005)
     if table == "california_housing":
         assert reference == pytest.approx(0.638, abs=0.0005)

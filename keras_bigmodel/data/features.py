@@ -127,8 +127,11 @@ def text_columns(frame, columns, source):
     return found
 
 
-def numeric_values(series, source, column):
+def numeric_values(series, source, column, first_row=0):
     """Returns a numeric column as float32, NaN where a cell is empty.
+
+    Args:
+        first_row: the rows before these in the table (for a chunk of a streamed one).
 
     Raises:
         UserError: a cell holds text or an infinite number, naming its row (1-based, not
@@ -141,15 +144,16 @@ def numeric_values(series, source, column):
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise UserError(
-            f"{source}: row {row + 1} of column '{column}' is '{series.iloc[row]}', not a "
-            f"number ({int(bad.sum())} such rows); fix or empty those cells."
+            f"{source}: row {first_row + row + 1} of column '{column}' is "
+            f"'{series.iloc[row]}', not a number ({int(bad.sum())} such rows); fix or empty "
+            "those cells, or name the column in --categorical to treat it as categories."
         )
     values = numbers.to_numpy(dtype=np.float64)
     infinite = np.isinf(values)
     if infinite.any():
         row = int(np.flatnonzero(infinite)[0])
         raise UserError(
-            f"{source}: row {row + 1} of column '{column}' is infinite; use a finite "
+            f"{source}: row {first_row + row + 1} of column '{column}' is infinite; use a finite "
             "number, or leave the cell empty."
         )
     return values.astype(np.float32)
@@ -170,8 +174,11 @@ def _category_text(value):
     return str(value)
 
 
-def target_values(series, source, column):
+def target_values(series, source, column, first_row=0):
     """Returns a regression target as float64, NaN where a cell is empty.
+
+    Args:
+        first_row: the rows before these in the table (for a chunk of a streamed one).
 
     Raises:
         UserError: a cell holds text or an infinite number, naming its row.
@@ -181,12 +188,14 @@ def target_values(series, source, column):
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise UserError(
-            f"{source}: target column '{column}' must be numeric, but row {row + 1} is "
+            f"{source}: target column '{column}' must be numeric, but row {first_row + row + 1} is "
             f"'{series.iloc[row]}' ({int(bad.sum())} such rows); choose a numeric column "
             "with --target."
         )
     values = numbers.to_numpy(dtype=np.float64)
     if np.isinf(values).any():
         row = int(np.flatnonzero(np.isinf(values))[0])
-        raise UserError(f"{source}: row {row + 1} of target column '{column}' is infinite.")
+        raise UserError(
+            f"{source}: row {first_row + row + 1} of target column '{column}' is infinite."
+        )
     return values

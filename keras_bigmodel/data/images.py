@@ -1,8 +1,7 @@
-"""Image folders: listing them by class, reading their bytes, and finding files that do not
-decode (the decoding itself is `keras_bigmodel.layers.decode_and_resize`, which the saved
-model uses too)."""
+"""Image folders: listing them by class and reading their bytes (decoding is
+`keras_bigmodel.layers.decode_and_resize`, which the saved model uses too; the image folder
+reader is `image_folder.py`)."""
 
-import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,6 @@ IMAGE_KINDS = "PNG, JPEG, GIF or BMP"
 LAYOUT = "one sub-folder of images per class (DIR/cat/*.png, DIR/dog/*.png)"
 #: files named in a message before "and N more".
 NAMED_IN_MESSAGES = 3
-#: PIL modes without colour; TensorFlow decodes every other mode (palette included) as RGB.
-GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
 @dataclass
@@ -148,26 +145,8 @@ def read_contents(files):
     return contents
 
 
-def find_undecodable(contents):
-    """Returns the indices of the encoded images that TensorFlow cannot decode.
-
-    Decodes each image in full, in parallel, with the decoder the model itself uses, so a
-    file that passes here decodes in training, `eval`, `predict` and the export alike.
-    """
-    import tensorflow as tf
-
-    indices = tf.data.Dataset.range(len(contents))
-    images = tf.data.Dataset.from_tensor_slices(tf.constant(list(contents), dtype=tf.string))
-    decoded = tf.data.Dataset.zip(indices, images).map(
-        lambda i, content: (i, tf.shape(tf.io.decode_image(content, expand_animations=False))),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
-    good = [i for batch, _ in decoded.ignore_errors().batch(4096) for i in batch.numpy()]
-    return sorted(set(range(len(contents))) - set(good))
-
-
-def image_header(content):
-    """Returns `(height, width, mode)` from an encoded image's header, without decoding.
+def image_header(path):
+    """Returns `(height, width, mode)` from an image file's header, without decoding it.
 
     `mode` is PIL's name for the pixel format (`L` grayscale, `RGB`, `RGBA`, `P` palette);
     the result is `None` if the header is not one PIL understands.
@@ -175,15 +154,10 @@ def image_header(content):
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(content)) as image:
+        with Image.open(path) as image:
             return image.height, image.width, image.mode
     except Exception:  # PIL raises many types for a header it cannot parse
         return None
-
-
-def is_grayscale(mode):
-    """Whether images of this PIL mode have no colour (TensorFlow decodes palettes as RGB)."""
-    return mode in GRAY_MODES
 
 
 def _visible(paths):

@@ -6,15 +6,19 @@ import pandas as pd
 from keras_bigmodel.errors import UserError
 
 
-def label_strings(series, source, column):
+def label_strings(series, source, column, first_row=0):
     """Returns a label column as strings, integers written without a decimal point.
+
+    Args:
+        first_row: the rows before these in the table (for a chunk of a streamed one),
+            so that a message names the table's row.
 
     Raises:
         UserError: a label is missing, naming its row (1-based, not counting the header).
     """
     missing = series.isna().to_numpy()
     if missing.any():
-        row = int(np.flatnonzero(missing)[0]) + 1
+        row = first_row + int(np.flatnonzero(missing)[0]) + 1
         raise UserError(
             f"{source}: row {row} has no value in label column '{column}' "
             f"({int(missing.sum())} rows in all); fill or drop them."

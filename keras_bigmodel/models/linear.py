@@ -1,4 +1,12 @@
-"""The linear regression: one Dense unit over standardised, imputed and one-hot features."""
+"""The linear regression: one Dense unit over standardised, imputed and one-hot features.
+
+Its preprocessing and its starting weights come from the feature table reader's
+`ColumnStatistics`: the means and second moments of the raw columns (numbers with 0 for a
+gap, gap indicators, category indicators) over every training row. The standardised
+features are an affine function of the raw columns (see `feature_map`), so their
+covariance, and the least-squares weights, follow exactly from those moments, for a table
+held in memory and for one streamed from disk alike.
+"""
 
 import logging
 from dataclasses import dataclass
@@ -6,9 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from keras_bigmodel.config import option
-from keras_bigmodel.data import features as feature_columns
-from keras_bigmodel.data.examples import Examples
-from keras_bigmodel.data.tables import read_table
 from keras_bigmodel.errors import UserError
 from keras_bigmodel.models.recipe import Recipe
 from keras_bigmodel.models.registry import register
@@ -17,33 +22,17 @@ log = logging.getLogger(__name__)
 
 #: fewer training rows than this cannot both fit and check a model.
 MIN_TRAINING_ROWS = 10
-#: StringLookup's own token for values outside the vocabulary, so never a category.
+#: StringLookup's own token for values outside the vocabulary (the reader never keeps it).
 OOV_TOKEN = "[UNK]"
+#: eigenvalues of the feature covariance below this share of the largest count as zero:
+#: those directions (one-hot columns that sum to a constant) are left out of the solution.
+EIGENVALUE_CUTOFF = 1e-12
 
 
 @dataclass
 class LinearOptions:
     """Options of the linear regression."""
 
-    target: str | None = option(
-        None, "Numeric column to predict (required for training).", metavar="COLUMN"
-    )
-    features: str | None = option(
-        None,
-        "Feature columns, comma-separated [default: every column but the target].",
-        metavar="A,B,...",
-    )
-    categorical: str | None = option(
-        None,
-        "Feature columns to one-hot as categories, comma-separated [default: those holding text].",
-        metavar="A,B,...",
-    )
-    max_categories: int = option(
-        1000,
-        "Most frequent values of each categorical column kept as categories; rarer ones "
-        "count as unseen.",
-        minimum=1,
-    )
     l1: float = option(
         0.0,
         "L1 penalty on the weights (of standardised features, for a standardised target).",
@@ -69,7 +58,7 @@ class LinearPreprocessing:
         target_mean: the training targets' mean; the network learns standardised targets.
         target_scale: their standard deviation (1 if they are constant).
         kernel: the weights that minimise the training loss, `--l1` and `--l2` included,
-            solved in closed form (see `least_squares`).
+            solved in closed form (see `solve_least_squares`).
         bias: the intercept that goes with them.
     """
 
@@ -87,7 +76,30 @@ class LinearPreprocessing:
 
     def feature_matrix(self, examples):
         """Returns the standardised features of examples, `[rows, features]` float32."""
-        return _feature_matrix(self.preprocessor, self.input_names, examples)
+        inputs = [examples.inputs[name] for name in self.input_names.values()]
+        return np.asarray(self.preprocessor.predict(inputs, batch_size=4096, verbose=0))
+
+
+@dataclass
+class FeatureMap:
+    """The standardised features as an affine function of the raw columns:
+    `features = raw @ weights.T + offset`, with each column's scaling.
+
+    Attributes:
+        weights: `[features, raw columns]`.
+        offset: `[features]`.
+        numeric_mean, numeric_variance: each numeric column's mean and variance over its
+            non-empty training cells.
+        gaps: the numeric inputs with empty training cells, and the share empty of each.
+        shares: each category's share of the training rows, by categorical input.
+    """
+
+    weights: np.ndarray
+    offset: np.ndarray
+    numeric_mean: np.ndarray
+    numeric_variance: np.ndarray
+    gaps: dict
+    shares: dict
 
 
 @register
@@ -97,11 +109,8 @@ class LinearRegression(Recipe):
     name = "linear"
     summary = "Linear regression on a table's numeric and categorical columns."
     task = "regression"
+    reader = "feature_table"
     Options = LinearOptions
-    # Which columns are features, and of what kind, is fixed inside the trained model.
-    data_options = ("target",)
-    input_option = "--features"
-    target_option = "--target"
     # Training starts at the exact optimum of its own loss (see `fit_preprocessing`), so
     # the epochs only polish it. Plain SGD suits that: its steps shrink with the gradient,
     # which vanishes there, where Adam's steps keep their size and walk the weights away.
@@ -117,122 +126,67 @@ class LinearRegression(Recipe):
         "lr_schedule": "cosine",
     }
 
-    def read_examples(self, data, options, fmt=None, with_targets=True, nrows=None):
-        if not options.target:
-            raise UserError("--target is required: the numeric column to predict.")
-        table = read_table(data, fmt, nrows)
-        frame, source = table.frame, table.name
-        features = feature_columns.choose_feature_columns(
-            frame, options.target, feature_columns.column_list(options.features), source
-        )
-        categorical = feature_columns.column_list(options.categorical)
-        if categorical is None:
-            categorical = feature_columns.text_columns(frame, features, source)
-        for column in categorical:
-            if column not in features:
-                raise UserError(
-                    f"--categorical names '{column}', which is not a feature column; "
-                    "fix --categorical or --features."
-                )
-        for column in features:
-            if "," in str(column):
-                raise UserError(
-                    f"{source}: column '{column}' has a comma in its name, which a "
-                    "comma-separated --features cannot name; rename the column."
-                )
-        # Written back so that run.yaml records the exact columns and their kinds: eval and
-        # predict then read any table the same way, whatever other columns it has.
-        options.features = ",".join(map(str, features))
-        options.categorical = ",".join(map(str, categorical))
-        names = feature_columns.input_names(features, source)
-
-        targets = None
-        if with_targets:
-            table.require_columns([options.target], "--target")
-            targets = feature_columns.target_values(frame[options.target], source, options.target)
-            empty = np.isnan(targets)
-            if empty.all():
-                raise UserError(f"{source}: target column '{options.target}' is empty.")
-            if empty.any():
-                log.warning(
-                    "%s: skipping %d row(s) with an empty '%s' (the first is row %d).",
-                    source,
-                    int(empty.sum()),
-                    options.target,
-                    int(np.flatnonzero(empty)[0]) + 1,
-                )
-                frame = frame[~empty].reset_index(drop=True)
-                targets = targets[~empty]
-
-        inputs = {}
-        for column, name in names.items():
-            if column in categorical:
-                inputs[name] = feature_columns.category_values(frame[column])
-            else:
-                inputs[name] = feature_columns.numeric_values(frame[column], source, column)
-        return Examples(
-            inputs=inputs,
-            targets=targets,
-            frame=frame,
-            source=source,
-            paths=table.paths,
-            target_name=options.target,
-        )
-
-    def fit_preprocessing(self, examples, options, seed):
-        rows = len(examples)
+    def fit_preprocessing(self, data, options, seed):
+        statistics, layout = data.statistics, data.layout
+        rows = statistics.rows
         if rows < MIN_TRAINING_ROWS:
             raise UserError(
-                f"{examples.source}: {rows} rows to train on; a linear model needs at least "
-                f"{MIN_TRAINING_ROWS} (and more rows than features to be determined by them)."
+                f"{data.adapt_examples.source}: {rows} rows to train on; a linear model needs at "
+                f"least {MIN_TRAINING_ROWS} (and more rows than features to be determined by "
+                "them)."
             )
-        features = feature_columns.column_list(options.features)
-        categorical_columns = feature_columns.column_list(options.categorical)
-        names = feature_columns.input_names(features, examples.source)
-        categorical = [names[c] for c in categorical_columns]
+        names = layout.input_names
+        mapping = feature_map(statistics)
+        numeric = statistics.numeric
+        gap_share = statistics.mean[len(numeric) : 2 * len(numeric)]
         for column, name in names.items():
-            values = examples.inputs[name]
-            empty = values == "" if name in categorical else np.isnan(values)
-            if empty.all():
+            if name in numeric:
+                empty = gap_share[numeric.index(name)] == 1.0
+            else:
+                empty = statistics.vocabularies[name] == [""]
+            if empty:
                 raise UserError(
-                    f"{examples.source}: column '{column}' is empty in all {rows} training "
-                    "rows; fill it or leave it out of --features."
+                    f"{data.adapt_examples.source}: column '{column}' is empty in all {rows} "
+                    "training rows; fill it or leave it out of --features."
                 )
-        preprocessor = _build_preprocessor(examples, names, categorical, options)
-        matrix = _feature_matrix(preprocessor, names, examples)
-        if rows <= matrix.shape[1]:
+        width = len(mapping.offset)
+        if rows <= width:
             log.warning(
                 "%d training rows for %d features: the fit is not determined by the data "
                 "alone; consider --l2.",
                 rows,
-                matrix.shape[1],
+                width,
             )
-        target_mean = float(np.mean(examples.targets))
-        target_scale = float(np.std(examples.targets)) or 1.0
-        kernel, bias = least_squares(
-            matrix, (examples.targets - target_mean) / target_scale, options.l1, options.l2
-        )
+        # Moments of the standardised features and the target, from those of the raw columns.
+        raw_covariance = statistics.second - np.outer(statistics.mean, statistics.mean)
+        covariance = mapping.weights @ raw_covariance @ mapping.weights.T
+        target_variance = max(statistics.target_second - statistics.target_mean**2, 0.0)
+        target_scale = float(np.sqrt(target_variance)) or 1.0
+        cross = mapping.weights @ (statistics.cross - statistics.mean * statistics.target_mean)
+        feature_means = mapping.weights @ statistics.mean + mapping.offset
+        kernel = solve_least_squares(covariance, cross / target_scale, options.l1, options.l2)
         return LinearPreprocessing(
             input_names=names,
-            categorical=categorical,
-            preprocessor=preprocessor,
-            target_mean=target_mean,
+            categorical=list(statistics.vocabularies),
+            preprocessor=_build_preprocessor(names, mapping, statistics),
+            target_mean=float(statistics.target_mean),
             target_scale=target_scale,
             kernel=kernel,
-            bias=bias,
+            # The standardised target's mean is 0.
+            bias=float(-feature_means @ kernel),
         )
 
-    def network_dataset(self, examples, targets, preprocessing, options, batches):
+    def network_dataset(self, batches, preprocessing, options):
         import tensorflow as tf
 
-        # Preprocess every row once: each batch then only gathers its rows.
-        matrix = tf.constant(preprocessing.feature_matrix(examples))
-        values = tf.constant(preprocessing.standardized_targets(targets)[:, None], tf.float32)
-        dataset = batches.map(
-            lambda rows: (tf.gather(matrix, rows), tf.gather(values, rows)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
+        preprocessor, names = preprocessing.preprocessor, list(preprocessing.input_names.values())
+        mean, scale = preprocessing.target_mean, preprocessing.target_scale
+
+        def standardize(inputs, targets):
+            features = preprocessor([inputs[name] for name in names])
+            return features, ((tf.cast(targets, tf.float32) - mean) / scale)[:, None]
+
+        dataset = batches.map(standardize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     def build_network(self, preprocessing, options, num_outputs):
@@ -280,12 +234,11 @@ class LinearRegression(Recipe):
 
 
 def least_squares(matrix, targets, l1=0.0, l2=0.0):
-    """Solves the regression the network's loss defines, in float64.
+    """Solves the regression the network's loss defines, in float64, for data in memory.
 
     Minimises `mean((targets - matrix @ kernel - bias) ** 2) + l1 * sum(abs(kernel)) +
-    l2 * sum(kernel ** 2)`, the mean squared error plus Keras' `L1L2` penalty. Without a
-    penalty it is the least-norm solution where columns are collinear (as one-hot columns
-    always are with the intercept).
+    l2 * sum(kernel ** 2)`, the mean squared error plus Keras' `L1L2` penalty (see
+    `solve_least_squares`).
 
     Args:
         matrix: `[rows, features]` feature values.
@@ -298,20 +251,28 @@ def least_squares(matrix, targets, l1=0.0, l2=0.0):
     """
     matrix = np.asarray(matrix, np.float64)
     targets = np.asarray(targets, np.float64)
-    rows, width = matrix.shape
     column_means, target_mean = matrix.mean(axis=0), targets.mean()
-    centred, centred_targets = matrix - column_means, targets - target_mean
-    if l2 > 0:
-        # Rows of sqrt(rows * l2) * I turn the L2 penalty into extra squared errors.
-        stacked = np.vstack([centred, np.sqrt(rows * l2) * np.eye(width)])
-        kernel = np.linalg.lstsq(stacked, np.concatenate([centred_targets, np.zeros(width)]))[0]
-    else:
-        kernel = np.linalg.lstsq(centred, centred_targets)[0]
-    if l1 > 0:
-        kernel = _with_l1(
-            centred.T @ centred / rows, centred.T @ centred_targets / rows, kernel, l1, l2
-        )
+    centred = matrix - column_means
+    covariance = centred.T @ centred / len(matrix)
+    cross = centred.T @ (targets - target_mean) / len(matrix)
+    kernel = solve_least_squares(covariance, cross, l1, l2)
     return kernel, float(target_mean - column_means @ kernel)
+
+
+def solve_least_squares(covariance, cross, l1=0.0, l2=0.0):
+    """Returns the kernel minimising `w @ covariance @ w - 2 * cross @ w + l2 * |w|^2 +
+    l1 * |w|_1`: the mean squared error of centred data, whose covariance and
+    feature-target covariance these are, plus Keras' `L1L2` penalty.
+
+    Without a penalty it is the least-norm solution where columns are collinear (as one-hot
+    columns always are with the intercept), as `numpy.linalg.lstsq` gives on the data.
+    """
+    values, vectors = np.linalg.eigh(covariance + l2 * np.eye(len(covariance)))
+    kept = values > EIGENVALUE_CUTOFF * max(values.max(initial=0.0), 0.0)
+    kernel = vectors[:, kept] @ ((vectors[:, kept].T @ cross) / values[kept])
+    if l1 > 0:
+        kernel = _with_l1(covariance, cross, kernel, l1, l2)
+    return kernel
 
 
 def _with_l1(gram, correlations, kernel, l1, l2, iterations=20000, tolerance=1e-12):
@@ -338,51 +299,102 @@ def _with_l1(gram, correlations, kernel, l1, l2, iterations=20000, tolerance=1e-
     return current
 
 
-def _build_preprocessor(examples, names, categorical, options):
-    """Builds the model from raw column inputs to standardised features.
+def feature_map(statistics):
+    """Returns the standardised features as an affine function of the raw columns.
 
-    Numeric columns are standardised with the training rows' mean and variance and an
-    empty cell becomes the mean (0 once standardised); a column with empty training cells
-    also gets a standardised missing-value indicator. A categorical column becomes
-    standardised one-hot columns of its training values, and a value never seen in
-    training gets the training mean of each, so it adds nothing to the prediction.
+    A numeric column `x` (0 for a gap, `g` its gap indicator) becomes
+    `(x + g * mean - mean) / std`: its standardised value, 0 for a gap. A column with gaps
+    also gets its standardised gap indicator. A category `c` of a column whose kept
+    categories' indicators are `o` becomes `(o_c - share_c * sum(o)) / sd_c`: its
+    standardised indicator for a value kept, and 0 (the training mean) for one that is not.
+    The preprocessor (`_build_preprocessor`) computes the very same features with Keras
+    layers.
     """
+    numeric, vocabularies = statistics.numeric, statistics.vocabularies
+    count = len(numeric)
+    raw_width = len(statistics.mean)
+    present = 1.0 - statistics.mean[count : 2 * count]
+    safe = np.where(present > 0, present, 1.0)
+    numeric_mean = statistics.mean[:count] / safe
+    numeric_variance = np.maximum(np.diag(statistics.second)[:count] / safe - numeric_mean**2, 0.0)
+    rows, offset = [], []
+    std = np.sqrt(_usable_variance(numeric_variance))
+    for j in range(count):
+        row = np.zeros(raw_width)
+        row[j], row[count + j] = 1.0 / std[j], numeric_mean[j] / std[j]
+        rows.append(row)
+        offset.append(-numeric_mean[j] / std[j])
+    gaps = {}
+    for j, name in enumerate(numeric):
+        share = 1.0 - present[j]
+        if share > 0:
+            gaps[name] = share
+            row = np.zeros(raw_width)
+            row[count + j] = 1.0 / np.sqrt(_usable_variance(share * (1 - share)))
+            rows.append(row)
+            offset.append(-share * row[count + j])
+    shares, start = {}, 2 * count
+    for name, vocabulary in vocabularies.items():
+        share = statistics.mean[start : start + len(vocabulary)]
+        shares[name] = share
+        sd = np.sqrt(_usable_variance(share * (1 - share)))
+        for c in range(len(vocabulary)):
+            row = np.zeros(raw_width)
+            row[start : start + len(vocabulary)] = -share[c] / sd[c]
+            row[start + c] += 1.0 / sd[c]
+            rows.append(row)
+            offset.append(0.0)
+        start += len(vocabulary)
+    return FeatureMap(
+        weights=np.asarray(rows).reshape(len(rows), raw_width),
+        offset=np.asarray(offset, np.float64),
+        numeric_mean=numeric_mean,
+        numeric_variance=numeric_variance,
+        gaps=gaps,
+        shares=shares,
+    )
+
+
+def _build_preprocessor(names, mapping, statistics):
+    """Builds the model from raw column inputs to the standardised features of
+    `feature_map`: numeric columns standardised with an empty cell at the mean (0 once
+    standardised), gap indicators standardised, and categories one-hot and standardised,
+    with a value never seen in training (or not kept) at the training mean of each
+    category column, so it adds nothing to the prediction."""
     import keras
     from keras import ops
 
+    numeric, vocabularies = statistics.numeric, statistics.vocabularies
     # Inner inputs get neutral names: a column may be named like one of the operations
     # below ("cast", "get_item"), and names must be unique within a model.
     columns = {
         name: keras.Input(
-            shape=(), dtype="string" if name in categorical else "float32", name=f"column_{i}"
+            shape=(), dtype="string" if name in vocabularies else "float32", name=f"column_{i}"
         )
         for i, name in enumerate(names.values())
     }
     parts = []
-    numeric = [name for name in names.values() if name not in categorical]
     if numeric:
-        values = np.stack([examples.inputs[name] for name in numeric], axis=1).astype(np.float64)
         scaler = keras.layers.Normalization(
-            mean=np.nanmean(values, axis=0),
-            variance=_usable_variance(np.nanvar(values, axis=0)),
+            mean=mapping.numeric_mean,
+            variance=_usable_variance(mapping.numeric_variance),
             name="standardize_numbers",
         )
         stacked = ops.stack([columns[name] for name in numeric], axis=-1)
         parts.append(ops.nan_to_num(scaler(stacked), nan=0.0))
-        empty = np.isnan(values)
-        with_gaps = [name for name, gaps in zip(numeric, empty.any(axis=0), strict=True) if gaps]
-        if with_gaps:
-            share = empty.mean(axis=0)[empty.any(axis=0)]
+        if mapping.gaps:
+            share = np.asarray(list(mapping.gaps.values()))
             indicators = ops.cast(
-                ops.isnan(ops.stack([columns[name] for name in with_gaps], axis=-1)), "float32"
+                ops.isnan(ops.stack([columns[name] for name in mapping.gaps], axis=-1)), "float32"
             )
             missing_scaler = keras.layers.Normalization(
-                mean=share, variance=share * (1 - share), name="standardize_missing"
+                mean=share,
+                variance=_usable_variance(share * (1 - share)),
+                name="standardize_missing",
             )
             parts.append(missing_scaler(indicators))
-    for i, name in enumerate(categorical):
-        column = next(c for c, n in names.items() if n == name)
-        vocabulary, share = _categories(examples.inputs[name], column, options.max_categories)
+    for i, (name, vocabulary) in enumerate(vocabularies.items()):
+        share = mapping.shares[name]
         lookup = keras.layers.StringLookup(
             vocabulary=vocabulary,
             num_oov_indices=1,
@@ -401,36 +413,6 @@ def _build_preprocessor(examples, names, categorical, options):
     return keras.Model(
         list(columns.values()), features, name=_unused_name("preprocessing", names.values())
     )
-
-
-def _feature_matrix(preprocessor, names, examples):
-    inputs = [examples.inputs[name] for name in names.values()]
-    return np.asarray(preprocessor.predict(inputs, batch_size=4096, verbose=0))
-
-
-def _categories(values, column, max_categories):
-    """Returns a column's most frequent training values and the share of rows each has."""
-    kinds, counts = np.unique(values.astype(str), return_counts=True)
-    keep = kinds != OOV_TOKEN
-    kinds, counts = kinds[keep], counts[keep]
-    if len(kinds) > len(values) / 2 and len(values) >= 2 * MIN_TRAINING_ROWS:
-        log.warning(
-            "Column '%s' has %d different values in %d training rows: as categories it can "
-            "only memorise rows; leave it out with --features unless that is meant.",
-            column,
-            len(kinds),
-            len(values),
-        )
-    if len(kinds) > max_categories:
-        log.info(
-            "Column '%s': keeping its %d most frequent of %d values (--max-categories).",
-            column,
-            max_categories,
-            len(kinds),
-        )
-    # Most frequent first; ties in alphabetical order, so the layout is reproducible.
-    order = np.lexsort((kinds, -counts))[:max_categories]
-    return kinds[order].tolist(), counts[order] / len(values)
 
 
 def _usable_variance(variance):

@@ -1,50 +1,65 @@
-"""What a model recipe provides: reading its data, preprocessing, the network, the wrapper."""
+"""What a model recipe provides: preprocessing, the network dataset, the network, the wrapper."""
+
+import dataclasses
+import functools
 
 
 class Recipe:
     """A model family: subclasses set the class attributes and implement the methods.
 
-    The trainer calls them in this order: `read_examples`, `fit_preprocessing` on the
-    training rows only, `network_dataset` for training and validation, `build_network`
-    inside the distribution strategy's scope, and after training `end_to_end`, whose model
-    takes raw inputs and is what `model.keras`, `eval`, `predict` and `export` use.
+    A recipe never reads a file: it names its `reader` (a key of
+    `keras_bigmodel.data.reader.READERS`), and the trainer gives it what the reader read.
+    The trainer calls, in this order: `fit_preprocessing` on the training data,
+    `network_dataset` for training and validation batches, `build_network` inside the
+    distribution strategy's scope, and after training `end_to_end`, whose model takes raw
+    inputs and is what `model.keras`, `eval`, `predict` and `export` use.
     """
 
     #: the name `bigmodel train NAME` uses.
     name = None
     #: `classification` (softmax over classes) or `regression` (one value).
     task = "classification"
-    #: the dataclass of this model's options, data options included.
+    #: the kind of input this model reads: `text_table`, `feature_table` or `image_folder`.
+    reader = None
+    #: the dataclass of this model's own options; the reader's are added to them (see
+    #: `options_class`).
     Options = None
     #: defaults for shared training options that suit this model better than the global ones.
     train_defaults = {}
     #: one line for `bigmodel train --help`.
     summary = ""
-    #: the options that say how to read this model's data; `eval` and `predict` take them
-    #: as overrides of what the run was trained with.
-    data_options = ()
-    #: whether tables too large for memory can be streamed (see the `stream_*` methods).
-    streams = False
-    #: the flags naming the input and target columns, for messages.
-    input_option = "--data"
-    target_option = "--data"
 
-    def read_examples(self, data, options, fmt=None, with_targets=True, nrows=None):
-        """Reads and checks data; returns `Examples` (targets only if `with_targets`, and
-        only the first `nrows` rows if given)."""
+    @functools.cached_property
+    def data_reader(self):
+        """The `Reader` instance of `reader`."""
+        from keras_bigmodel.data.reader import get_reader
+
+        return get_reader(self.reader)
+
+    @functools.cached_property
+    def options_class(self):
+        """The dataclass of every option of `bigmodel train NAME` but the shared ones: the
+        reader's (which columns, what image size), then the model's own."""
+        name = f"{type(self).__name__}Options"
+        return dataclasses.make_dataclass(name, [], bases=(self.Options, self.data_reader.Options))
+
+    def fit_preprocessing(self, data, options, seed):
+        """Adapts the preprocessing (vocabulary, normalisation) to the training data.
+
+        Args:
+            data: the reader's `keras_bigmodel.data.reader.TrainingData`: its
+                `adapt_examples`, `layout` and `statistics`.
+            options: the recipe's options.
+            seed: the run's seed.
+        """
         raise NotImplementedError
 
-    def fit_preprocessing(self, examples, options, seed):
-        """Adapts the preprocessing (vocabulary, normalisation) on the training examples."""
-        raise NotImplementedError
+    def network_dataset(self, batches, preprocessing, options):
+        """Maps the reader's batches of `(inputs, targets)` to `(network inputs, targets)`.
 
-    def network_dataset(self, examples, targets, preprocessing, options, batches):
-        """Returns a `tf.data.Dataset` of `(network inputs, targets)` batches.
-
-        `batches` is a dataset of int64 vectors of row indices into `examples`, one per
-        batch: for training an endless stream, shuffled pass by pass
-        (`keras_bigmodel.data.order.TrainingOrder`); for validation one pass in order. The
-        recipe maps each to the batch of network inputs and targets, nothing more.
+        The reader's `inputs` are a dict of batched tensors (raw text, column values, or
+        decoded pixels; see each reader); a recipe's preprocessing that the network does
+        not hold (vectorizing text, standardising columns) runs here, in the pipeline.
         """
         raise NotImplementedError
 
@@ -53,18 +68,5 @@ class Recipe:
         raise NotImplementedError
 
     def end_to_end(self, network, preprocessing, options):
-        """Returns the model from raw inputs to probabilities (or values)."""
-        raise NotImplementedError
-
-    def examples_from_frame(self, frame, source, paths, options, with_targets=True):
-        """Turns a frame of this model's columns into `Examples` (streaming recipes)."""
-        raise NotImplementedError
-
-    def stream_columns(self, options):
-        """The columns a stream reads: the inputs, then the target last (streaming recipes)."""
-        raise NotImplementedError
-
-    def stream_network_inputs(self, columns, preprocessing, options):
-        """Maps a batch of input columns (string tensors, `stream_columns` order) to the
-        network's inputs (streaming recipes)."""
+        """Returns the model from raw inputs (`Examples.inputs`) to probabilities (or values)."""
         raise NotImplementedError

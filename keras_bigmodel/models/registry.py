@@ -9,6 +9,13 @@ def register(recipe_class):
     """Class decorator: registers a recipe under its `name`."""
     if recipe_class.name in _RECIPES:
         raise ValueError(f"a recipe named {recipe_class.name!r} is already registered")
+    from keras_bigmodel.data.reader import READERS
+
+    if recipe_class.reader not in READERS:
+        raise ValueError(
+            f"recipe {recipe_class.name!r} reads {recipe_class.reader!r}, which is not one of "
+            f"the readers ({', '.join(READERS)})"
+        )
     _RECIPES[recipe_class.name] = recipe_class()
     return recipe_class
 

@@ -1,22 +1,17 @@
-"""What every text classifier shares: reading text tables, the vocabulary, per-batch padding."""
+"""What every text classifier shares: the vocabulary, per-batch padding, the raw-text wrapper."""
 
 from dataclasses import dataclass
 
 import numpy as np
 
 from keras_bigmodel.config import option
-from keras_bigmodel.data.examples import Examples
-from keras_bigmodel.data.labels import label_strings
-from keras_bigmodel.data.tables import read_table
 from keras_bigmodel.models.recipe import Recipe
 
 
 @dataclass
 class TextClassifierOptions:
-    """Data and vocabulary options of every text classifier."""
+    """Vocabulary and embedding options of every text classifier."""
 
-    text_column: str = option("text", "Column holding the text.")
-    label_column: str = option("label", "Column holding the class label (string or integer).")
     max_tokens: int = option(
         20000, "Largest vocabulary, out-of-vocabulary token included.", minimum=3
     )
@@ -43,45 +38,14 @@ class TextClassifierRecipe(Recipe):
     """Base of the text classifiers: a subclass only builds its network from token ids."""
 
     task = "classification"
-    data_options = ("text_column", "label_column")
+    reader = "text_table"
 
-    streams = True
-    input_option = "--text-column"
-    target_option = "--label-column"
-
-    def read_examples(self, data, options, fmt=None, with_targets=True, nrows=None):
-        table = read_table(data, fmt, nrows)
-        table.require_columns([options.text_column], "--text-column")
-        if with_targets:
-            table.require_columns([options.label_column], "--label-column")
-        return self.examples_from_frame(table.frame, table.name, table.paths, options, with_targets)
-
-    def examples_from_frame(self, frame, source, paths, options, with_targets=True):
-        texts = frame[options.text_column].fillna("").astype(str).to_numpy(dtype=object)
-        targets = None
-        if with_targets:
-            targets = label_strings(frame[options.label_column], source, options.label_column)
-        return Examples(
-            inputs={"text": texts},
-            targets=targets,
-            frame=frame,
-            source=source,
-            paths=paths,
-            target_name=options.label_column,
-        )
-
-    def stream_columns(self, options):
-        return [options.text_column, options.label_column]
-
-    def stream_network_inputs(self, columns, preprocessing, options):
-        return clip_token_ids(preprocessing.vectorizer(columns[0]), options.max_length)
-
-    def fit_preprocessing(self, examples, options, seed):
+    def fit_preprocessing(self, data, options, seed):
         import keras
 
         from keras_bigmodel.layers import standardize_text
 
-        texts = examples.inputs["text"]
+        texts = data.adapt_examples.inputs["text"]
         # Count each word of the training text with Keras' own tokenizer, then keep the
         # frequent ones: a word seen once teaches the embedding nothing that generalises.
         probe = keras.layers.TextVectorization(standardize=standardize_text, output_mode="int")
@@ -100,31 +64,20 @@ class TextClassifierRecipe(Recipe):
         )
         return TextPreprocessing(vectorizer=vectorizer)
 
-    def network_dataset(self, examples, targets, preprocessing, options, batches):
+    def network_dataset(self, batches, preprocessing, options):
         import tensorflow as tf
 
         vectorizer, max_length = preprocessing.vectorizer, options.max_length
 
-        def to_token_ids(texts):
-            ids = clip_token_ids(vectorizer(texts), max_length)
-            # Ids are padded with zeros at the end only: 0 is the padding token.
-            return tf.RaggedTensor.from_tensor(ids, padding=0)
+        def to_token_ids(inputs, labels):
+            # Each batch is padded to its own longest text (zeros at the end), not to
+            # max_length: most texts are far shorter, and the LSTM's cost grows with the
+            # padded length.
+            ids = clip_token_ids(vectorizer(inputs["text"]), max_length)
+            longest = tf.reduce_max(tf.math.count_nonzero(ids, axis=1))
+            return ids[:, :longest], labels
 
-        # Vectorize once, in parallel, and keep every text's token ids in memory: each batch
-        # then only gathers its rows.
-        texts = tf.data.Dataset.from_tensor_slices(examples.inputs["text"].astype(str))
-        token_ids = tf.concat(
-            list(texts.batch(1024).map(to_token_ids, num_parallel_calls=tf.data.AUTOTUNE)),
-            axis=0,
-        )
-        labels = tf.constant(targets)
-        # Each batch is padded to its own longest text, not to max_length: most texts are
-        # far shorter, and the LSTM's cost grows with the padded length.
-        dataset = batches.map(
-            lambda rows: (tf.gather(token_ids, rows).to_tensor(0), tf.gather(labels, rows)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
+        dataset = batches.map(to_token_ids, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     def end_to_end(self, network, preprocessing, options):

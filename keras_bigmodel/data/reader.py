@@ -1,0 +1,137 @@
+"""Readers: one per kind of input, each owning everything about reading its data.
+
+A reader lists and parses its files, checks them (naming the file, column or row of any
+problem), encodes labels, splits off validation rows, fingerprints what it read, infers
+what the data says about the model's inputs (its *layout*: feature columns and their kinds,
+image size and channels), and gives batches to train on, held in memory or streamed from
+disk. A model recipe names the reader it takes (`Recipe.reader`) and receives what the
+reader learned as a `TrainingData`; it never opens a file.
+
+The readers, by the name a recipe gives:
+
+- `text_table`: a table with a text column and a label column (`text_table.py`).
+- `feature_table`: a table of numeric and categorical columns and a numeric target
+  (`feature_table.py`).
+- `image_folder`: a folder of images with one sub-folder per class (`image_folder.py`).
+"""
+
+import dataclasses
+import importlib
+
+READERS = {
+    "text_table": "keras_bigmodel.data.text_table",
+    "feature_table": "keras_bigmodel.data.feature_table",
+    "image_folder": "keras_bigmodel.data.image_folder",
+}
+
+
+def get_reader(kind):
+    """Returns the reader of a kind of input (a key of `READERS`)."""
+    return importlib.import_module(READERS[kind]).READER
+
+
+class Reader:
+    """One kind of input. Subclasses set the class attributes and implement the methods."""
+
+    #: the name recipes use, a key of `READERS`.
+    kind = None
+    #: the dataclass of this reader's options (columns, image size, ...).
+    Options = None
+    #: the dataclass of what the reader infers from the training data (or `None`).
+    Layout = None
+    #: `classes` (labels, for classifiers) or `values` (numbers, for regressions).
+    targets = "classes"
+    #: the options `eval` and `predict` may override: where the data is, not what it is.
+    data_options = ()
+    #: the flags naming the input and target columns, for messages.
+    input_option = "--data"
+    target_option = "--data"
+
+    def own_options(self, options):
+        """Returns this reader's options out of a recipe's (which include them)."""
+        return self.Options(
+            **{f.name: getattr(options, f.name) for f in dataclasses.fields(self.Options)}
+        )
+
+    def layout_from(self, recorded, options):
+        """Returns the layout `run.yaml` recorded (`None` for a run of bigmodel 0.1, whose
+        options said it; see `legacy_layout`)."""
+        if self.Layout is None:
+            return None
+        if recorded is None:
+            return self.legacy_layout(options)
+        return self.Layout(**recorded)
+
+    def legacy_layout(self, options):
+        """The layout of a run that recorded none."""
+        return None
+
+    def read(self, data, options, layout=None, fmt=None, with_targets=True, nrows=None):
+        """Reads and checks data for `eval`, `predict` and `export`.
+
+        Args:
+            data: the path (a table, a glob of shards, a folder) as the user gave it.
+            options: the recipe's options (this reader's among them).
+            layout: what the run's training data taught (`None` when reading for training).
+            fmt: the table format, when the extension does not say.
+            with_targets: read and check the labels or target values too.
+            nrows: read only the first rows, up to this many.
+
+        Returns:
+            `Examples`.
+        """
+        raise NotImplementedError
+
+    def open_training(self, settings, options):
+        """Reads the data a run trains on (`settings.data`, `settings.val_data`), holding it
+        in memory or streaming it from disk when it is larger than `--stream-above-mb`.
+
+        Returns:
+            A `TrainingData`.
+        """
+        raise NotImplementedError
+
+
+class TrainingData:
+    """What a reader gives the trainer and the recipe: the data's facts and its batches.
+
+    Attributes:
+        layout: what the reader inferred (a `Reader.Layout`, or `None`).
+        class_names: the sorted class names of a classifier's training data, else `None`.
+        rows: the rows (images) read; `train_rows` and `validation_rows` of them.
+        statistics: summaries the reader computed over every training row for the recipe
+            (a feature table's sufficient statistics), or `None`.
+    """
+
+    layout = None
+    class_names = None
+    statistics = None
+    rows = train_rows = validation_rows = 0
+
+    @property
+    def adapt_examples(self):
+        """The training examples (all, or a bounded sample) preprocessing adapts on."""
+        raise NotImplementedError
+
+    def sample_examples(self):
+        """A few training examples, whose raw inputs the run directory keeps."""
+        return self.adapt_examples
+
+    def metric_examples(self):
+        """The examples `metrics.json` reports on, by split name (`train`, `validation`)."""
+        raise NotImplementedError
+
+    def datasets(self, order, batch_size, workers=1, worker_index=0):
+        """Returns `(train, validation)`: `tf.data` datasets of `(inputs, targets)` batches.
+
+        `inputs` is a dict of batched tensors (see each reader for its names); `targets`
+        are class indices (int32) or values (float32). The training dataset is endless,
+        in `order` (a `keras_bigmodel.data.order.TrainingOrder`), from its start batch;
+        validation is one pass in row order, or `None`. With several workers, each takes
+        its share.
+        """
+        raise NotImplementedError
+
+    def describe(self):
+        """What `run.yaml` records of the data."""
+        raise NotImplementedError
