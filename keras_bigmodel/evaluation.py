@@ -10,19 +10,30 @@ from keras_bigmodel.data.labels import encode_labels
 from keras_bigmodel.runs import open_run, write_json
 
 PREDICT_BATCH_SIZE = 256
+#: rows turned into tensors at a time.
+PREDICT_CHUNK_ROWS = 4096
 
 
 def model_outputs(model, examples):
-    """Runs the end-to-end model over examples' raw inputs; returns a NumPy array."""
+    """Runs the end-to-end model over examples' raw inputs; returns a NumPy array.
+
+    The rows go through in chunks of `PREDICT_CHUNK_ROWS`, so the tensors made of them
+    (encoded images especially) never copy all of the examples at once.
+    """
     import tensorflow as tf
 
-    # Keras turns object arrays of `str` into string tensors, but not object arrays of
-    # `bytes` (encoded images); NumPy's own bytes dtype would drop their trailing zero bytes.
-    inputs = {
-        name: tf.constant(list(values), tf.string) if _holds_bytes(values) else values
-        for name, values in examples.inputs.items()
-    }
-    return np.asarray(model.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0))
+    outputs = []
+    for start in range(0, max(len(examples), 1), PREDICT_CHUNK_ROWS):
+        # Keras turns object arrays of `str` into string tensors, but not object arrays of
+        # `bytes` (encoded images); NumPy's own bytes dtype would drop their trailing zero
+        # bytes.
+        inputs = {
+            name: tf.constant(list(part), tf.string) if _holds_bytes(part) else part
+            for name, values in examples.inputs.items()
+            for part in [values[start : start + PREDICT_CHUNK_ROWS]]
+        }
+        outputs.append(model.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0))
+    return np.concatenate(outputs, axis=0)
 
 
 def _holds_bytes(values):

@@ -93,7 +93,9 @@ def describe_image_folder(folder):
     files = [p for found in scan.classes.values() for p in found]
     # Streamed: a folder of any size is described holding one image at a time.
     decoded, shapes = decoded_shapes(files)
-    sizes = collections.Counter(f"{h}x{w}" for (h, w, _), ok in zip(shapes, decoded) if ok)
+    sizes = collections.Counter(
+        f"{h}x{w}" for (h, w, _), ok in zip(shapes, decoded, strict=True) if ok
+    )
     modes = collections.Counter(
         header[2] for header in map(images.image_header, files) if header is not None
     )

@@ -16,6 +16,7 @@ from sklearn.model_selection import train_test_split
 import keras_bigmodel as kb
 from cli.main import bigmodel
 from keras_bigmodel.data import feature_table, features
+from keras_bigmodel.data.order import TrainingOrder
 from keras_bigmodel.errors import UserError
 from keras_bigmodel.models import get_recipe
 from keras_bigmodel.models.linear import feature_map, least_squares
@@ -334,3 +335,42 @@ def ols_r2(train, test, target):
     predicted = model.predict(design(test))
     truth = test[target].to_numpy()
     return 1 - np.sum((predicted - truth) ** 2) / np.sum((truth - truth.mean()) ** 2)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_streamed_feature_tables_read_as_tables_in_memory(tmp_path, fmt):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "size": rng.normal(50, 10, 40).round(2),
+            "new": rng.integers(0, 2, 40).astype(bool),
+            "city": rng.choice(["Oslo", "Lima", "Pune"], 40),
+            "price": rng.normal(100, 5, 40).round(1),
+        }
+    )
+    frame.loc[[3, 17], "size"] = np.nan
+    frame.loc[[5], "city"] = None
+    path = tmp_path / f"t.{fmt}"
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    elif fmt == "jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_parquet(path)
+    found = {}
+    for stream_above_mb in (256, 0):
+        data, _ = training_data(
+            path, target="price", val_data=path, stream_above_mb=stream_above_mb
+        )
+        _, validation = data.datasets(TrainingOrder(0), 64)
+        inputs, targets = next(iter(validation))
+        found[stream_above_mb] = data, inputs, targets
+    (memory, memory_inputs, memory_targets), (streamed, inputs, targets) = found.values()
+    assert memory.layout == streamed.layout
+    assert memory.layout.categorical == ["city"]
+    np.testing.assert_allclose(streamed.statistics.second, memory.statistics.second, rtol=1e-6)
+    assert streamed.statistics.vocabularies == memory.statistics.vocabularies
+    np.testing.assert_allclose(targets.numpy(), memory_targets.numpy(), rtol=1e-6)
+    for name in ("size", "new"):
+        np.testing.assert_allclose(inputs[name].numpy(), memory_inputs[name].numpy(), rtol=1e-6)
+    assert inputs["city"].numpy().tolist() == memory_inputs["city"].numpy().tolist()

@@ -157,8 +157,11 @@ class FeatureTableReader(TableReader):
             if column in layout.categorical:
                 inputs[name] = values
             else:
-                # An empty cell is a gap, as in a table read whole.
-                values = tf.where(values == "", "nan", tf.strings.strip(values))
+                # An empty cell is a gap, and JSON's true and false are 1 and 0, as in a
+                # table read whole.
+                values = tf.strings.strip(values)
+                values = tf.where(values == "True", "1", tf.where(values == "False", "0", values))
+                values = tf.where(values == "", "nan", values)
                 inputs[name] = tf.strings.to_number(values, tf.float32)
         return inputs
 

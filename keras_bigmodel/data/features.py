@@ -139,6 +139,9 @@ def numeric_values(series, source, column, first_row=0):
     """
     if series.dtype == bool:
         series = series.astype(np.float64)
+    elif not pd.api.types.is_numeric_dtype(series):
+        # A table read as text (a chunk of a streamed one) spells true and false out.
+        series = series.replace({"True": 1.0, "False": 0.0})
     numbers = pd.to_numeric(series, errors="coerce")
     bad = (numbers.isna() & series.notna()).to_numpy()
     if bad.any():

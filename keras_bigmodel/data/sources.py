@@ -181,7 +181,9 @@ def examples_dataset(examples, class_names, batches):
     examples held in memory; shared by every worker, each taking its share of a batch."""
     import tensorflow as tf
 
-    inputs = {name: tf.constant(_tensor_values(values)) for name, values in examples.inputs.items()}
+    # Object arrays of text become string tensors as they are: NumPy's own string dtype
+    # would pad every text to the longest one.
+    inputs = {name: tf.constant(values) for name, values in examples.inputs.items()}
     targets = tf.constant(encode_targets(examples, class_names))
     dataset = batches.map(
         lambda rows: ({n: tf.gather(v, rows) for n, v in inputs.items()}, tf.gather(targets, rows)),
@@ -189,10 +191,6 @@ def examples_dataset(examples, class_names, batches):
         deterministic=True,
     )
     return with_shard_policy(dataset.prefetch(tf.data.AUTOTUNE), by_file=False)
-
-
-def _tensor_values(values):
-    return values.astype(str) if values.dtype == object else values
 
 
 def encode_targets(examples, class_names):
