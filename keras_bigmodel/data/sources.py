@@ -9,6 +9,7 @@ batched `tf.data` pipelines, the rows the final metrics are computed on, and wha
 """
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -458,8 +459,6 @@ def with_shard_policy(dataset, by_file):
 
 
 def _is_table_path(data):
-    from pathlib import Path
-
     return not Path(data).is_dir()
 
 
