@@ -9,11 +9,12 @@ Writes the data once into WORK_DIR (1 GB of text shards from the SMS data, a fol
 """
 
 import argparse
-import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+from harness import timed
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -52,21 +53,6 @@ def make_data(work):
         (work / "housing.csv").write_bytes(
             (ROOT / "examples" / "data" / "california_housing.csv").read_bytes()
         )
-
-
-def timed(command):
-    """Runs a command under `/usr/bin/time -v`; returns `(seconds, peak MB, output)`."""
-    done = subprocess.run(
-        ["/usr/bin/time", "-v", *command], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"{shlex.join(command)} failed:\n{done.stderr[-3000:]}")
-    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", done.stderr)
-    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
-    seconds = 0.0
-    for part in wall[1].split(":"):
-        seconds = seconds * 60 + float(part)
-    return seconds, int(peak[1]) / 1024, done.stdout
 
 
 def main():

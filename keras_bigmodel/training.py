@@ -7,6 +7,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from keras_bigmodel.runs import (
 )
 from keras_bigmodel.signals import stop_signals
 from keras_bigmodel.strategy import is_chief_task, make_strategy
+from keras_bigmodel.timing import EpochTimer
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +179,7 @@ def train(model, data=None, config=None, **flags):
         TrainingInterrupted: SIGINT or SIGTERM, after saving a checkpoint that
             `resume=True` picks up.
     """
+    started = time.perf_counter()
     resolved = resolve_config(model, data=data, config=config, **flags)
     settings = resolved.train
     if settings.resume and not settings.out:
@@ -198,7 +201,7 @@ def train(model, data=None, config=None, **flags):
             place = RunPlace(out=out, workdir=out)
     with stop_signals() as stop:
         try:
-            return _train(model, resolved, place, chief, stop)
+            return _train(model, resolved, place, chief, stop, started)
         except TrainingInterrupted as exc:
             # Before the run directory was made there is nothing to resume.
             written = (place.workdir / RUN_FILE).is_file()
@@ -232,7 +235,7 @@ def _check_resumed_length(settings, info):
         )
 
 
-def _train(model, resolved, place, chief, stop):
+def _train(model, resolved, place, chief, stop, started):
     import keras
 
     settings, options = resolved.train, resolved.options
@@ -275,6 +278,7 @@ def _train(model, resolved, place, chief, stop):
             if data.class_names:
                 write_json(workdir / LABELS_FILE, data.class_names)
             write_sample(workdir / SAMPLE_FILE, data.sample_examples())
+        timer = EpochTimer()
         end_to_end = _fit(
             recipe,
             resolved,
@@ -287,6 +291,7 @@ def _train(model, resolved, place, chief, stop):
             stop,
             chief,
             info,
+            timer,
         )
         if not chief:
             status = "finished"
@@ -309,6 +314,7 @@ def _train(model, resolved, place, chief, stop):
             },
         )
         info["epochs_run"] = progress.epoch
+        info["timing"] = _timing(started, timer)
         # Marking the run finished and putting it in place is not interrupted: a signal
         # arriving now finds a finished run and nothing left to stop.
         with stop.shielded():
@@ -337,7 +343,18 @@ def _train(model, resolved, place, chief, stop):
 
 
 def _fit(
-    recipe, resolved, data, pipelines, distribution, workdir, restored, progress, stop, chief, info
+    recipe,
+    resolved,
+    data,
+    pipelines,
+    distribution,
+    workdir,
+    restored,
+    progress,
+    stop,
+    chief,
+    info,
+    timer,
 ):
     """Builds the network and trains it from the checkpoint (or from the start), moving
     `progress` on and checkpointing as it goes; returns the end-to-end model."""
@@ -397,6 +414,7 @@ def _fit(
         )
         callbacks = [
             checkpoint,
+            timer,
             keras.callbacks.TensorBoard(str(workdir / "logs"), write_graph=False, profile_batch=0),
         ]
         with stop.during_training(distribution.strategy):
@@ -435,6 +453,21 @@ def _run_epochs(network, train_data, val_data, settings, callbacks, steps):
         callbacks=callbacks,
         verbose=0 if settings.quiet else (1 if sys.stdout.isatty() else 2),
     )
+
+
+def _timing(started, timer):
+    """Where this process's time went, in seconds: before the first batch (importing
+    TensorFlow, reading, preprocessing, building), each epoch's training and validation,
+    and everything after the last epoch (scoring, saving, plots) up to now."""
+    now = time.perf_counter()
+    first = timer.first_batch_at or now
+    trained = sum(e["train"] + e["validation"] for e in timer.epochs)
+    return {
+        "total": round(now - started, 3),
+        "before_training": round(first - started, 3),
+        "epochs": timer.epochs,
+        "after_training": round(max(now - first - trained, 0.0), 3),
+    }
 
 
 def _progress(progress):

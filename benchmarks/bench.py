@@ -1,0 +1,347 @@
+"""bigmodel against its peers, side by side on this machine: `make bench`.
+
+    python benchmarks/bench.py [--work DIR] [--repeats 2] [--torch-python PYTHON] [--tiny]
+
+Every contender is a whole process on the same data and sizes, run one at a time, the
+contenders alternated, each figure the median of `--repeats` runs:
+
+- text: `bigmodel train lstm` with the seed article's sizes and with its defaults, the
+  plain Keras script a user would write (`peers/keras_lstm.py`) and the seed's PyTorch
+  model (`peers/torch_lstm.py`, run by `--torch-python`, the benchmark's own environment),
+  on the bundled SMS data split 80/20; the test fifth is never trained on;
+- how the cost of an epoch grows with the rows (1x, 4x, 16x copies of the training rows)
+  and with the length of the texts (1, 4, 16 messages joined);
+- exported batch-1 latency and throughput against `model.predict`, for every model;
+- `bigmodel --help`.
+
+Per contender: wall time, steady-state training samples per second (the median epoch after
+the first), held-out accuracy and peak memory. Results go to `WORK/results.json` and a
+Markdown summary is printed; `benchmarks/README.md` keeps the latest.
+"""
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from harness import median, timed
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SMS = ROOT / "examples" / "data" / "sms_spam.tsv"
+HOUSING = ROOT / "examples" / "data" / "california_housing.csv"
+BIN = Path(sys.executable).parent
+#: the seed article's sizes.
+SEED_FLAGS = [
+    "--no-bidirectional", "--embedding-dim", "128", "--units", "128", "--max-length", "64",
+    "--batch-size", "64", "--early-stopping", "0",
+]  # fmt: skip
+TSV = {"sep": "\t", "quoting": csv.QUOTE_NONE}
+
+
+def write_text_data(work, tiny):
+    """Splits the SMS data 80/20 (stratified, seed 0) into `work/sms/`; returns the paths."""
+    folder = work / "sms"
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = pd.read_csv(SMS, keep_default_na=False, **TSV)
+    rng = np.random.default_rng(0)
+    test_rows = []
+    for _, rows in frame.groupby("Label").groups.items():
+        rows = rng.permutation(np.asarray(rows))
+        test_rows.extend(rows[: round(len(rows) * 0.2)])
+    test = frame.loc[sorted(test_rows)]
+    train = frame.drop(index=test.index)
+    if tiny:
+        train = train.groupby("Label").head(40)
+        test = test.groupby("Label").head(20)
+    train.to_csv(folder / "train.tsv", index=False, **TSV)
+    test.to_csv(folder / "test.tsv", index=False, **TSV)
+    return folder / "train.tsv", folder / "test.tsv"
+
+
+def grown(train, folder, copies=1, joined=1):
+    """The training rows `copies` times over (each copy shuffled anew), or each text
+    joined with the `joined - 1` texts after it (longer texts, as many rows)."""
+    path = folder / f"train_x{copies}_join{joined}.tsv"
+    if path.exists():
+        return path
+    frame = pd.read_csv(train, keep_default_na=False, **TSV)
+    rng = np.random.default_rng(1)
+    frame = pd.concat([frame.iloc[rng.permutation(len(frame))] for _ in range(copies)])
+    if joined > 1:
+        texts = frame["SMS"].tolist()
+        frame = frame.assign(SMS=[" ".join(texts[i : i + joined]) for i in range(len(texts))])
+    frame.to_csv(path, index=False, **TSV)
+    return path
+
+
+def bigmodel_text(train, test, out, flags, epochs):
+    """Trains with `bigmodel` (timed) and evaluates (not timed)."""
+    shutil.rmtree(out, ignore_errors=True)
+    command = [
+        BIN / "bigmodel", "train", "lstm", "--data", train, "--text-column", "SMS",
+        "--label-column", "Label", "--epochs", str(epochs), "--out", out, "--quiet", *flags,
+    ]  # fmt: skip
+    seconds, peak, _ = timed(command)
+    info = _yaml(out / "run.yaml")
+    accuracy = None
+    if test is not None:
+        done = subprocess.run(
+            [BIN / "bigmodel", "eval", out, "--data", test, "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        accuracy = json.loads(done.stdout)["accuracy"]
+    epochs_timed = [e["train"] for e in info["timing"]["epochs"]]
+    return {
+        "seconds": seconds,
+        "peak_mb": peak,
+        "accuracy": accuracy,
+        "samples_per_second": _steady(info["data"]["train_rows"], epochs_timed),
+        "timing": info["timing"],
+    }
+
+
+def peer_text(python, script, train, test, epochs, extra=()):
+    """Runs a peer script (timed); it prints its accuracy and epoch times as JSON."""
+    command = [
+        python, HERE / "peers" / script, train, test, "--text-column", "SMS",
+        "--label-column", "Label", "--epochs", str(epochs), *extra,
+    ]  # fmt: skip
+    seconds, peak, stdout = timed(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    result = json.loads(stdout.strip().splitlines()[-1])
+    return {
+        "seconds": seconds,
+        "peak_mb": peak,
+        "accuracy": result["accuracy"],
+        "samples_per_second": _steady(result["train_rows"], result["epoch_train_seconds"]),
+    }
+
+
+def _steady(rows, epoch_seconds):
+    """Training samples per second of the median epoch after the first (which traces)."""
+    later = epoch_seconds[1:] or epoch_seconds
+    return rows / median(later) if later and median(later) else None
+
+
+def _yaml(path):
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())
+
+
+def text_contenders(args, work, train, test, epochs):
+    """The contenders of the text comparison, by name: each a function of a scratch dir."""
+    contenders = {
+        "bigmodel (seed sizes)": lambda d: bigmodel_text(train, test, d, SEED_FLAGS, epochs),
+        "bigmodel (defaults)": lambda d: bigmodel_text(train, test, d, [], epochs),
+        "Keras script": lambda d: peer_text(sys.executable, "keras_lstm.py", train, test, epochs),
+    }
+    if args.torch_python:
+        contenders["PyTorch"] = lambda d: peer_text(
+            args.torch_python, "torch_lstm.py", train, test, epochs
+        )
+    return contenders
+
+
+def compare(contenders, work, repeats):
+    """Runs every contender `repeats` times, alternated; returns medians by name."""
+    runs = {name: [] for name in contenders}
+    names = list(contenders)
+    for repeat in range(repeats):
+        # Alternate the order, so no contender always runs on a warmer (or hotter) machine.
+        order = names if repeat % 2 == 0 else names[::-1]
+        for name in order:
+            scratch = work / "runs" / f"{_slug(name)}-{repeat}"
+            runs[name].append(contenders[name](scratch))
+            print(f"  {name}: {_brief(runs[name][-1])}", flush=True)
+    return {
+        name: {
+            key: median([r[key] for r in found])
+            for key in ("seconds", "peak_mb", "accuracy", "samples_per_second")
+        }
+        | {"runs": found}
+        for name, found in runs.items()
+    }
+
+
+def growth(args, work, train):
+    """One epoch of bigmodel (seed sizes) and of each peer on more rows and longer texts."""
+    found = {}
+    variants = [(1, 1), (4, 1), (16, 1), (1, 4), (1, 16)]
+    if args.tiny:
+        variants = [(2, 1), (1, 2)]
+    for copies, joined in variants:
+        data = grown(train, work / "sms", copies, joined)
+        key = f"rows x{copies}, texts joined x{joined}"
+        found[key] = {}
+        # Joined texts are long: up to 256 tokens kept, not the seed's 64.
+        length = ["--max-length", "256" if joined > 1 else "64"]
+        contenders = {
+            "bigmodel (seed sizes)": lambda d, data=data, length=length: bigmodel_text(
+                data, None, d, [*SEED_FLAGS, *length], 2
+            )
+        }
+        if args.torch_python:
+            contenders["PyTorch"] = lambda d, data=data, length=length: peer_text(
+                args.torch_python, "torch_lstm.py", data, work / "sms" / "test.tsv", 2, length
+            )
+        for name, run in contenders.items():
+            result = run(work / "runs" / f"growth-{_slug(name)}-{copies}-{joined}")
+            found[key][name] = result
+            print(f"  {key}, {name}: {_brief(result)}", flush=True)
+    return found
+
+
+def latency(work, tiny):
+    """Trains a small model of each kind, exports it, and times batch-1 calls of the
+    exported SavedModel against `model.predict` in a fresh process."""
+    sms_train = work / "sms" / "train.tsv"
+    digits = work / "digits"
+    if not tiny and not digits.exists():
+        subprocess.run(
+            [sys.executable, ROOT / "examples" / "make_digits.py", digits, "--test", "0"],
+            check=True,
+            capture_output=True,
+        )
+    trainings = {
+        "lstm": ["lstm", "--data", sms_train, "--text-column", "SMS", "--label-column", "Label"],
+        "cnn": ["cnn", "--data", digits],
+        "linear": ["linear", "--data", HOUSING, "--target", "median_house_value"],
+    }
+    if tiny:
+        trainings = {"lstm": trainings["lstm"]}
+    found = {}
+    for name, flags in trainings.items():
+        run, export = work / "runs" / f"latency-{name}", work / "exports" / name
+        shutil.rmtree(run, ignore_errors=True)
+        shutil.rmtree(export, ignore_errors=True)
+        subprocess.run(
+            [BIN / "bigmodel", "train", *flags, "--epochs", "1", "--out", run, "--quiet"],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [BIN / "bigmodel", "export", run, "--out", export], check=True, capture_output=True
+        )
+        done = subprocess.run(
+            [
+                sys.executable,
+                HERE / "latency.py",
+                run,
+                export / "1",
+                "--calls",
+                "50" if tiny else "300",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
+        found[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"  {name}: {found[name]}", flush=True)
+    return found
+
+
+def help_time(repeats=5):
+    """Median wall time of `bigmodel --help`, in milliseconds."""
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        subprocess.run([BIN / "bigmodel", "--help"], check=True, capture_output=True)
+        times.append((time.perf_counter() - began) * 1000)
+    return median(times)
+
+
+def _slug(name):
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+def _brief(result):
+    parts = [f"{result['seconds']:.1f} s", f"{result['peak_mb']:.0f} MB"]
+    if result.get("samples_per_second"):
+        parts.append(f"{result['samples_per_second']:.0f} samples/s")
+    if result.get("accuracy") is not None:
+        parts.append(f"accuracy {result['accuracy']:.4f}")
+    return ", ".join(parts)
+
+
+def summary(results):
+    """The results as Markdown tables."""
+    lines = [
+        "| contender | wall time | vs bigmodel (seed sizes) | samples/s | accuracy | peak MB |"
+    ]
+    lines.append("|---|---|---|---|---|---|")
+    text = results["text"]
+    base = text["bigmodel (seed sizes)"]["seconds"]
+    for name, found in text.items():
+        lines.append(
+            f"| {name} | {found['seconds']:.1f} s | {base / found['seconds']:.2f}x | "
+            f"{found['samples_per_second'] or 0:.0f} | {found['accuracy']:.4f} | "
+            f"{found['peak_mb']:.0f} |"
+        )
+    lines += ["", "| data | contender | wall time (2 epochs) | samples/s | peak MB |"]
+    lines.append("|---|---|---|---|---|")
+    for key, contenders in results["growth"].items():
+        for name, found in contenders.items():
+            lines.append(
+                f"| {key} | {name} | {found['seconds']:.1f} s | "
+                f"{found['samples_per_second'] or 0:.0f} | {found['peak_mb']:.0f} |"
+            )
+    lines += ["", "| model | export p50 | export p99 | predict p50 | ratio | export rows/s |"]
+    lines.append("|---|---|---|---|---|---|")
+    for name, found in results["latency"].items():
+        ratio = found["predict_p50_ms"] / found["export_p50_ms"]
+        lines.append(
+            f"| {name} | {found['export_p50_ms']:.2f} ms | {found['export_p99_ms']:.2f} ms | "
+            f"{found['predict_p50_ms']:.1f} ms | {ratio:.0f}x | "
+            f"{found['export_rows_per_second']:.0f} |"
+        )
+    lines += ["", f"`bigmodel --help`: {results['help_ms']:.0f} ms (median of 5)"]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", default="/tmp/bigmodel-bench")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--torch-python", default=None, help="a Python with torch installed")
+    parser.add_argument("--tiny", action="store_true", help="tiny data, to test the harness")
+    args = parser.parse_args()
+    work = Path(args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    train, test = write_text_data(work, args.tiny)
+    results = {"machine": _machine(), "command": " ".join(sys.argv)}
+    print("Text classification, SMS 80/20:", flush=True)
+    results["text"] = compare(
+        text_contenders(args, work, train, test, args.epochs), work, args.repeats
+    )
+    print("Growth with rows and text length:", flush=True)
+    results["growth"] = growth(args, work, train)
+    print("Exported batch-1 latency:", flush=True)
+    results["latency"] = latency(work, args.tiny)
+    results["help_ms"] = help_time()
+    (work / "results.json").write_text(json.dumps(results, indent=2))
+    print()
+    print(summary(results))
+    print(f"\nAll figures: {work / 'results.json'}")
+
+
+def _machine():
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                  if line.startswith("model name")), "unknown")  # fmt: skip
+    return {"cpu": model, "cores": os.cpu_count(), "python": sys.version.split()[0]}
+
+
+if __name__ == "__main__":
+    main()

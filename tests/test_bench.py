@@ -1,0 +1,46 @@
+"""The benchmark harness runs end to end on tiny data (no timing is asserted here)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_runs_end_to_end_on_tiny_data(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench.py"),
+            "--work",
+            str(tmp_path),
+            "--tiny",
+            "--repeats",
+            "1",
+            "--epochs",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    text = results["text"]
+    assert set(text) == {"bigmodel (seed sizes)", "bigmodel (defaults)", "Keras script"}
+    for found in text.values():
+        assert found["seconds"] > 0 and found["peak_mb"] > 100
+        assert 0.0 <= found["accuracy"] <= 1.0 and found["samples_per_second"] > 0
+    # bigmodel's own account of where its time went, within the process's wall time.
+    run = text["bigmodel (seed sizes)"]["runs"][0]
+    timing = run["timing"]
+    assert [e["epoch"] for e in timing["epochs"]] == [0, 1]
+    assert all(e["train"] > 0 and e["validation"] > 0 for e in timing["epochs"])
+    assert 0 < timing["before_training"] and 0 <= timing["after_training"]
+    assert timing["total"] < run["seconds"]
+    assert set(results["growth"]) == {"rows x2, texts joined x1", "rows x1, texts joined x2"}
+    latency = results["latency"]["lstm"]
+    assert 0 < latency["export_p50_ms"] <= latency["export_p99_ms"]
+    assert latency["predict_p50_ms"] > 0 and results["help_ms"] > 0
+    assert "| bigmodel (seed sizes) |" in done.stdout and "`bigmodel --help`" in done.stdout
