@@ -6,6 +6,7 @@ import typing
 import click
 
 from keras_bigmodel.config import TrainConfig, option_fields
+from keras_bigmodel.data.kinds import KINDS
 from keras_bigmodel.models import get_recipe, recipe_names
 
 
@@ -81,7 +82,7 @@ def data_override_options(command):
     for name in recipe_names():
         recipe = get_recipe(name)
         for f, annotation in option_fields(recipe.options_class):
-            if f.name in recipe.data_reader.data_options and f.name not in seen:
+            if f.name in KINDS[recipe.reader].data_options and f.name not in seen:
                 seen[f.name] = (f, annotation)
     for f, annotation in reversed(list(seen.values())):
         option = click_option(f, annotation, None, toggle=True)

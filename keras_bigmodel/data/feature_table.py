@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_bigmodel.config import option
 from keras_bigmodel.data import features
 from keras_bigmodel.data.examples import Examples
 from keras_bigmodel.data.sources import TableReader
@@ -34,31 +33,6 @@ OOV_TOKEN = "[UNK]"
 ONE_PASS_COLUMNS = 1024
 #: rows turned into raw columns at a time, bounding the memory the moments take.
 BLOCK_VALUES = 2**22
-
-
-@dataclass
-class FeatureTableOptions:
-    """Which columns of a table are the target and the features."""
-
-    target: str | None = option(
-        None, "Numeric column to predict (required for training).", metavar="COLUMN"
-    )
-    features: str | None = option(
-        None,
-        "Feature columns, comma-separated [default: every column but the target].",
-        metavar="A,B,...",
-    )
-    categorical: str | None = option(
-        None,
-        "Feature columns to one-hot as categories, comma-separated [default: those holding text].",
-        metavar="A,B,...",
-    )
-    max_categories: int = option(
-        1000,
-        "Most frequent values of each categorical column kept as categories; rarer ones "
-        "count as unseen.",
-        minimum=1,
-    )
 
 
 @dataclass
@@ -78,13 +52,8 @@ class FeatureTableReader(TableReader):
     """Reads feature columns and a numeric target from a table, in memory or streamed."""
 
     kind = "feature_table"
-    Options = FeatureTableOptions
     Layout = FeatureLayout
     targets = "values"
-    # Which columns are features, and of what kind, is fixed by the layout.
-    data_options = ("target",)
-    input_option = "--features"
-    target_option = "--target"
 
     def legacy_layout(self, options):
         # bigmodel 0.1 wrote the inferred columns into the options.

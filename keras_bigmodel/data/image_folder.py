@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from keras_bigmodel.config import option
 from keras_bigmodel.data import images
 from keras_bigmodel.data.examples import Examples
+from keras_bigmodel.data.kinds import LARGEST_DEFAULT_SIDE, SMALLEST_DEFAULT_SIDE
 from keras_bigmodel.data.labels import class_names_from, encode_labels
 from keras_bigmodel.data.order import in_order
 from keras_bigmodel.data.reader import Reader, TrainingData
@@ -30,38 +30,11 @@ from keras_bigmodel.errors import UserError
 
 log = logging.getLogger(__name__)
 
-#: the default image size keeps the longer side at most this many pixels.
-LARGEST_DEFAULT_SIDE = 128
-#: and scales small images up so the shorter side has at least this many.
-SMALLEST_DEFAULT_SIDE = 32
 #: images of each split `metrics.json` is computed on: all of them up to this many, else a
 #: seeded sample (whose encoded bytes are held in memory while scoring).
 METRIC_IMAGES = 20_000
 #: images decoded together when filling the in-memory cache.
 DECODE_BATCH = 256
-
-
-@dataclass
-class ImageFolderOptions:
-    """How an image folder's images become pixels, and what to do with broken files."""
-
-    image_size: str | None = option(
-        None,
-        "Resize every image to N x N or H x W pixels [default: the training images' median "
-        f"size, scaled to at least {SMALLEST_DEFAULT_SIDE} pixels on the shorter side and at "
-        f"most {LARGEST_DEFAULT_SIDE} on the longer].",
-        metavar="N|HxW",
-    )
-    channels: int | None = option(
-        None,
-        "1 (grayscale) or 3 (colour) [default: 1 if every training image is grayscale].",
-        minimum=1,
-        maximum=3,
-        metavar="1|3",
-    )
-    skip_unreadable: bool = option(
-        False, "Skip image files that do not decode, with a warning, instead of stopping."
-    )
 
 
 @dataclass
@@ -77,11 +50,8 @@ class ImageFolderReader(Reader):
     """Reads a folder of images laid out by class."""
 
     kind = "image_folder"
-    Options = ImageFolderOptions
     Layout = ImageLayout
     targets = "classes"
-    # Size and channels are fixed inside the trained model; only which files to read is not.
-    data_options = ("skip_unreadable",)
 
     def read(self, data, options, layout=None, fmt=None, with_targets=True, nrows=None):
         # Checked before the folder is scanned, which can take a while.

@@ -18,11 +18,10 @@ The readers, by the name a recipe gives:
 import dataclasses
 import importlib
 
-READERS = {
-    "text_table": "keras_bigmodel.data.text_table",
-    "feature_table": "keras_bigmodel.data.feature_table",
-    "image_folder": "keras_bigmodel.data.image_folder",
-}
+from keras_bigmodel.data.kinds import KINDS
+
+#: the readers, by the name a recipe gives, and the modules that hold them.
+READERS = {name: kind.module for name, kind in KINDS.items()}
 
 
 def get_reader(kind):
@@ -33,19 +32,30 @@ def get_reader(kind):
 class Reader:
     """One kind of input. Subclasses set the class attributes and implement the methods."""
 
-    #: the name recipes use, a key of `READERS`.
+    #: the name recipes use, a key of `READERS`; what the kind accepts (its options, the
+    #: data options `eval` and `predict` may override, the flags of its columns) is
+    #: `keras_bigmodel.data.kinds.KINDS[kind]`.
     kind = None
-    #: the dataclass of this reader's options (columns, image size, ...).
-    Options = None
     #: the dataclass of what the reader infers from the training data (or `None`).
     Layout = None
     #: `classes` (labels, for classifiers) or `values` (numbers, for regressions).
     targets = "classes"
-    #: the options `eval` and `predict` may override: where the data is, not what it is.
-    data_options = ()
-    #: the flags naming the input and target columns, for messages.
-    input_option = "--data"
-    target_option = "--data"
+
+    @property
+    def Options(self):  # noqa: N802  (a dataclass, named as one)
+        return KINDS[self.kind].options
+
+    @property
+    def data_options(self):
+        return KINDS[self.kind].data_options
+
+    @property
+    def input_option(self):
+        return KINDS[self.kind].input_option
+
+    @property
+    def target_option(self):
+        return KINDS[self.kind].target_option
 
     def own_options(self, options):
         """Returns this reader's options out of a recipe's (which include them)."""

@@ -1,19 +1,8 @@
 """The text table reader: a column of text and a column of class labels."""
 
-from dataclasses import dataclass
-
-from keras_bigmodel.config import option
 from keras_bigmodel.data.examples import Examples
 from keras_bigmodel.data.labels import label_strings
 from keras_bigmodel.data.sources import TableReader
-
-
-@dataclass
-class TextTableOptions:
-    """Which columns of a table hold the text and the label."""
-
-    text_column: str = option("text", "Column holding the text.")
-    label_column: str = option("label", "Column holding the class label (string or integer).")
 
 
 class TextTableReader(TableReader):
@@ -22,11 +11,7 @@ class TextTableReader(TableReader):
     ("" for an empty cell)."""
 
     kind = "text_table"
-    Options = TextTableOptions
     targets = "classes"
-    data_options = ("text_column", "label_column")
-    input_option = "--text-column"
-    target_option = "--label-column"
 
     def columns(self, options, layout):
         return [options.text_column], options.label_column

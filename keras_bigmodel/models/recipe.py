@@ -40,8 +40,12 @@ class Recipe:
     def options_class(self):
         """The dataclass of every option of `bigmodel train NAME` but the shared ones: the
         reader's (which columns, what image size), then the model's own."""
+        from keras_bigmodel.data.kinds import KINDS
+
         name = f"{type(self).__name__}Options"
-        return dataclasses.make_dataclass(name, [], bases=(self.Options, self.data_reader.Options))
+        return dataclasses.make_dataclass(
+            name, [], bases=(self.Options, KINDS[self.reader].options)
+        )
 
     def fit_preprocessing(self, data, options, seed):
         """Adapts the preprocessing (vocabulary, normalisation) to the training data.

@@ -9,7 +9,7 @@ def register(recipe_class):
     """Class decorator: registers a recipe under its `name`."""
     if recipe_class.name in _RECIPES:
         raise ValueError(f"a recipe named {recipe_class.name!r} is already registered")
-    from keras_bigmodel.data.reader import READERS
+    from keras_bigmodel.data.kinds import KINDS as READERS
 
     if recipe_class.reader not in READERS:
         raise ValueError(

@@ -1,0 +1,117 @@
+"""The kinds of input, and the options each takes, without the readers themselves.
+
+`bigmodel --help` and the option parser need only what a reader accepts; the readers
+(`text_table.py`, `feature_table.py`, `image_folder.py`) import pandas and TensorFlow, and
+are imported only when data is read (`keras_bigmodel.data.reader.get_reader`).
+"""
+
+from dataclasses import dataclass
+
+from keras_bigmodel.config import option
+
+#: the default image size keeps the longer side at most this many pixels.
+LARGEST_DEFAULT_SIDE = 128
+#: and scales small images up so the shorter side has at least this many.
+SMALLEST_DEFAULT_SIDE = 32
+
+
+@dataclass
+class TextTableOptions:
+    """Which columns of a table hold the text and the label."""
+
+    text_column: str = option("text", "Column holding the text.")
+    label_column: str = option("label", "Column holding the class label (string or integer).")
+
+
+@dataclass
+class FeatureTableOptions:
+    """Which columns of a table are the target and the features."""
+
+    target: str | None = option(
+        None, "Numeric column to predict (required for training).", metavar="COLUMN"
+    )
+    features: str | None = option(
+        None,
+        "Feature columns, comma-separated [default: every column but the target].",
+        metavar="A,B,...",
+    )
+    categorical: str | None = option(
+        None,
+        "Feature columns to one-hot as categories, comma-separated [default: those holding text].",
+        metavar="A,B,...",
+    )
+    max_categories: int = option(
+        1000,
+        "Most frequent values of each categorical column kept as categories; rarer ones "
+        "count as unseen.",
+        minimum=1,
+    )
+
+
+@dataclass
+class ImageFolderOptions:
+    """How an image folder's images become pixels, and what to do with broken files."""
+
+    image_size: str | None = option(
+        None,
+        "Resize every image to N x N or H x W pixels [default: the training images' median "
+        f"size, scaled to at least {SMALLEST_DEFAULT_SIDE} pixels on the shorter side and at "
+        f"most {LARGEST_DEFAULT_SIDE} on the longer].",
+        metavar="N|HxW",
+    )
+    channels: int | None = option(
+        None,
+        "1 (grayscale) or 3 (colour) [default: 1 if every training image is grayscale].",
+        minimum=1,
+        maximum=3,
+        metavar="1|3",
+    )
+    skip_unreadable: bool = option(
+        False, "Skip image files that do not decode, with a warning, instead of stopping."
+    )
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a kind of input accepts.
+
+    Attributes:
+        module: the module of its reader (whose `READER` it is).
+        options: the dataclass of its options.
+        data_options: the options `eval` and `predict` may override: where the data is,
+            not what it is.
+        input_option, target_option: the flags naming the input and target columns, for
+            messages.
+    """
+
+    module: str
+    options: type
+    data_options: tuple = ()
+    input_option: str = "--data"
+    target_option: str = "--data"
+
+
+KINDS = {
+    "text_table": Kind(
+        "keras_bigmodel.data.text_table",
+        TextTableOptions,
+        data_options=("text_column", "label_column"),
+        input_option="--text-column",
+        target_option="--label-column",
+    ),
+    "feature_table": Kind(
+        "keras_bigmodel.data.feature_table",
+        FeatureTableOptions,
+        # Which columns are features, and of what kind, is fixed by the run's layout.
+        data_options=("target",),
+        input_option="--features",
+        target_option="--target",
+    ),
+    "image_folder": Kind(
+        "keras_bigmodel.data.image_folder",
+        ImageFolderOptions,
+        # Size and channels are fixed inside the trained model; only which files to read
+        # is not.
+        data_options=("skip_unreadable",),
+    ),
+}
