@@ -15,7 +15,6 @@ The readers, by the name a recipe gives:
 - `image_folder`: a folder of images with one sub-folder per class (`image_folder.py`).
 """
 
-import dataclasses
 import importlib
 
 from keras_bigmodel.data.kinds import KINDS
@@ -42,10 +41,6 @@ class Reader:
     targets = "classes"
 
     @property
-    def Options(self):  # noqa: N802  (a dataclass, named as one)
-        return KINDS[self.kind].options
-
-    @property
     def data_options(self):
         return KINDS[self.kind].data_options
 
@@ -56,12 +51,6 @@ class Reader:
     @property
     def target_option(self):
         return KINDS[self.kind].target_option
-
-    def own_options(self, options):
-        """Returns this reader's options out of a recipe's (which include them)."""
-        return self.Options(
-            **{f.name: getattr(options, f.name) for f in dataclasses.fields(self.Options)}
-        )
 
     def layout_from(self, recorded, options):
         """Returns the layout `run.yaml` recorded (`None` for a run of bigmodel 0.1, whose
