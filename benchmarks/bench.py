@@ -251,6 +251,51 @@ def latency(work, tiny):
     return found
 
 
+def peak_flops():
+    """This machine's peak float32 rate, from /proc/cpuinfo: cores x clock x the float32
+    operations one core can issue per cycle (AVX-512 or AVX2 fused multiply-adds, two
+    pipes assumed)."""
+    info = Path("/proc/cpuinfo").read_text()
+    flags = next(line for line in info.splitlines() if line.startswith("flags")).split()
+    mhz = next(float(line.split(":")[1]) for line in info.splitlines() if "cpu MHz" in line)
+    lanes = 16 if "avx512f" in flags else (8 if "avx2" in flags else 4)
+    per_cycle = lanes * 2 * (2 if "fma" in flags else 1)  # 2 pipes, 2 operations per FMA
+    return {
+        "cores": os.cpu_count(),
+        "ghz": mhz / 1000,
+        "flops_per_cycle_per_core": per_cycle,
+        "peak_gflops": os.cpu_count() * mhz / 1000 * per_cycle,
+    }
+
+
+def lstm_work(train, units=128, embedding_dim=128, max_length=64):
+    """Floating-point operations of one training epoch of the seed's LSTM over the real
+    (unpadded) tokens of the training rows: per token, the four gates' products with the
+    input and the previous state (2 x 4 x units x (embedding_dim + units)), three times over
+    for the forward and backward passes; the embedding and softmax are negligible."""
+    frame = pd.read_csv(train, keep_default_na=False, **TSV)
+    tokens = sum(min(len(str(t).split()) or 1, max_length) for t in frame["SMS"])
+    per_token = 3 * 2 * 4 * units * (embedding_dim + units)
+    return {"tokens_per_epoch": tokens, "gflop_per_epoch": tokens * per_token / 1e9}
+
+
+def utilisation(results, train):
+    """The share of this machine's peak each text contender reaches in its steady state,
+    counting only the useful work (no padding)."""
+    peak, work = peak_flops(), lstm_work(train)
+    rows = len(pd.read_csv(train, keep_default_na=False, **TSV))
+    found = {"peak": peak, "work": work, "contenders": {}}
+    for name, result in results["text"].items():
+        if name == "bigmodel (defaults)" or not result["samples_per_second"]:
+            continue  # a bidirectional LSTM of 32 units: other work
+        gflops = work["gflop_per_epoch"] * result["samples_per_second"] / rows
+        found["contenders"][name] = {
+            "gflops": gflops,
+            "share_of_peak": gflops / peak["peak_gflops"],
+        }
+    return found
+
+
 def help_time(repeats=5):
     """Median wall time of `bigmodel --help`, in milliseconds."""
     times = []
@@ -305,6 +350,20 @@ def summary(results):
             f"{found['predict_p50_ms']:.1f} ms | {ratio:.0f}x | "
             f"{found['export_rows_per_second']:.0f} |"
         )
+    use = results["utilisation"]
+    lines += [
+        "",
+        f"Peak: {use['peak']['cores']} cores x {use['peak']['ghz']:.2f} GHz x "
+        f"{use['peak']['flops_per_cycle_per_core']} float32 operations per cycle = "
+        f"{use['peak']['peak_gflops']:.0f} GFLOP/s; an epoch of the seed's LSTM is "
+        f"{use['work']['gflop_per_epoch']:.1f} GFLOP of useful work "
+        f"({use['work']['tokens_per_epoch']} tokens).",
+        "",
+        "| contender | useful GFLOP/s | share of peak |",
+        "|---|---|---|",
+    ]
+    for name, found in use["contenders"].items():
+        lines.append(f"| {name} | {found['gflops']:.1f} | {found['share_of_peak']:.1%} |")
     lines += ["", f"`bigmodel --help`: {results['help_ms']:.0f} ms (median of 5)"]
     return "\n".join(lines)
 
@@ -329,6 +388,7 @@ def main():
     results["growth"] = growth(args, work, train)
     print("Exported batch-1 latency:", flush=True)
     results["latency"] = latency(work, args.tiny)
+    results["utilisation"] = utilisation(results, train)
     results["help_ms"] = help_time()
     (work / "results.json").write_text(json.dumps(results, indent=2))
     print()

@@ -43,4 +43,8 @@ def test_bench_runs_end_to_end_on_tiny_data(tmp_path):
     latency = results["latency"]["lstm"]
     assert 0 < latency["export_p50_ms"] <= latency["export_p99_ms"]
     assert latency["predict_p50_ms"] > 0 and results["help_ms"] > 0
+    use = results["utilisation"]
+    assert use["peak"]["peak_gflops"] > 0 and use["work"]["tokens_per_epoch"] > 0
+    assert set(use["contenders"]) == {"bigmodel (seed sizes)", "Keras script"}
+    assert all(0 < c["share_of_peak"] < 1 for c in use["contenders"].values())
     assert "| bigmodel (seed sizes) |" in done.stdout and "`bigmodel --help`" in done.stdout
