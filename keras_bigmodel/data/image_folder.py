@@ -24,7 +24,7 @@ from keras_bigmodel.data.kinds import LARGEST_DEFAULT_SIDE, SMALLEST_DEFAULT_SID
 from keras_bigmodel.data.labels import class_names_from, encode_labels
 from keras_bigmodel.data.order import in_order
 from keras_bigmodel.data.reader import Reader, TrainingData
-from keras_bigmodel.data.sources import describe, with_shard_policy
+from keras_bigmodel.data.sources import check_split, describe, with_shard_policy
 from keras_bigmodel.data.split import split_indices
 from keras_bigmodel.errors import UserError
 
@@ -165,12 +165,7 @@ class ImageFolderData(TrainingData):
             train_rows, val_rows = split_indices(
                 len(files), settings.val_split, settings.seed, labels
             )
-            if settings.val_split and (len(val_rows) == 0 or len(train_rows) == 0):
-                empty = "validation" if len(val_rows) == 0 else "training"
-                raise UserError(
-                    f"--val-split {settings.val_split} leaves no rows for {empty} out of "
-                    f"{len(files)}; change it or pass --val-data."
-                )
+            check_split(settings, len(files), len(train_rows), len(val_rows))
             self.train = (
                 [files[i] for i in train_rows],
                 [classes[i] for i in train_rows],

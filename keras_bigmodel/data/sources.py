@@ -135,7 +135,7 @@ class InMemoryTable(TrainingData):
             train_rows, val_rows = split_indices(
                 len(examples), settings.val_split, settings.seed, labels
             )
-            _check_split(settings, len(examples), len(train_rows), len(val_rows))
+            check_split(settings, len(examples), len(train_rows), len(val_rows))
             self.train, self.validation = examples.take(train_rows), examples.take(val_rows)
         self.rows = len(examples)
         self.train_rows = len(self.train)
@@ -294,7 +294,7 @@ class StreamedTable(TrainingData):
             self.sample_validation = without_missing_targets(
                 self._examples(val_sample, self.val_stream, 0), warn=False
             )
-        _check_split(settings, self.rows, self.train_rows, self.validation_rows)
+        check_split(settings, self.rows, self.train_rows, self.validation_rows)
 
     def _examples(self, frame, stream, first_row):
         return self.reader.examples_from_frame(
@@ -407,7 +407,13 @@ def _statistics(reader, options, layout, parts):
     return statistics.result()
 
 
-def _check_split(settings, rows, train_rows, validation_rows):
+def check_split(settings, rows, train_rows, validation_rows):
+    """Refuses a split that leaves no training rows, or no validation rows where
+    `--val-split` asked for some.
+
+    Raises:
+        UserError: naming `--val-split` and how many rows there are.
+    """
     held_out = settings.val_split and not settings.val_data
     if train_rows and (validation_rows or not held_out):
         return
