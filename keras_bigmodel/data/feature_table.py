@@ -21,13 +21,12 @@ import numpy as np
 
 from keras_bigmodel.data import features
 from keras_bigmodel.data.examples import Examples
+from keras_bigmodel.data.kinds import OOV_TOKEN
 from keras_bigmodel.data.sources import TableReader
 from keras_bigmodel.errors import UserError
 
 log = logging.getLogger(__name__)
 
-#: StringLookup's own token for values outside the vocabulary, so never a category.
-OOV_TOKEN = "[UNK]"
 #: one pass follows every category while the raw columns number at most this many; past
 #: it, a second pass follows only the categories kept.
 ONE_PASS_COLUMNS = 1024
@@ -298,19 +297,18 @@ class FeatureStatistics:
         """
         if not self.rows:
             raise UserError("no training rows with a target value.")
-        total = sum(self.counts[next(iter(self.counts))].values()) if self.counts else self.rows
         vocabularies, keep = {}, list(range(2 * len(self.numeric)))
         offset = 2 * len(self.numeric)
         for name, column in self.categorical.items():
             vocabulary = self._vocabulary(name)
             distinct = len(self.counts[name])
-            if distinct > total / 2 and total >= 20:
+            if distinct > self.rows / 2 and self.rows >= 20:
                 log.warning(
                     "Column '%s' has %d different values in %d training rows: as categories it "
                     "can only memorise rows; leave it out with --features unless that is meant.",
                     column,
                     distinct,
-                    total,
+                    self.rows,
                 )
             if distinct > self.max_categories:
                 log.info(

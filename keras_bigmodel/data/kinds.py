@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 from keras_bigmodel.config import option
 
+#: StringLookup's own token for values outside a vocabulary: the feature table reader
+#: never keeps it as a category, and the linear model's lookup uses it for unseen values.
+OOV_TOKEN = "[UNK]"
 #: the default image size keeps the longer side at most this many pixels.
 LARGEST_DEFAULT_SIDE = 128
 #: and scales small images up so the shorter side has at least this many.

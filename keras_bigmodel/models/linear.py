@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from keras_bigmodel.config import option
+from keras_bigmodel.data.kinds import OOV_TOKEN
 from keras_bigmodel.errors import UserError
 from keras_bigmodel.models.recipe import Recipe
 from keras_bigmodel.models.registry import register
@@ -22,8 +23,6 @@ log = logging.getLogger(__name__)
 
 #: fewer training rows than this cannot both fit and check a model.
 MIN_TRAINING_ROWS = 10
-#: StringLookup's own token for values outside the vocabulary (the reader never keeps it).
-OOV_TOKEN = "[UNK]"
 #: eigenvalues of the feature covariance below this share of the largest count as zero:
 #: those directions (one-hot columns that sum to a constant) are left out of the solution.
 EIGENVALUE_CUTOFF = 1e-12

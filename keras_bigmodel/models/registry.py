@@ -9,12 +9,12 @@ def register(recipe_class):
     """Class decorator: registers a recipe under its `name`."""
     if recipe_class.name in _RECIPES:
         raise ValueError(f"a recipe named {recipe_class.name!r} is already registered")
-    from keras_bigmodel.data.kinds import KINDS as READERS
+    from keras_bigmodel.data.kinds import KINDS
 
-    if recipe_class.reader not in READERS:
+    if recipe_class.reader not in KINDS:
         raise ValueError(
             f"recipe {recipe_class.name!r} reads {recipe_class.reader!r}, which is not one of "
-            f"the readers ({', '.join(READERS)})"
+            f"the readers ({', '.join(KINDS)})"
         )
     _RECIPES[recipe_class.name] = recipe_class()
     return recipe_class
