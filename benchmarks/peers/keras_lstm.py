@@ -10,13 +10,11 @@ accuracy on the held-out table. Prints one JSON line: test accuracy and each
 epoch's training seconds.
 """
 
-import argparse
-import csv
 import json
 import time
 
 import keras
-import pandas as pd
+from common import arguments, labelled_tables
 
 
 class EpochTimes(keras.callbacks.Callback):
@@ -30,33 +28,11 @@ class EpochTimes(keras.callbacks.Callback):
         self.times = []
 
 
-def read(path):
-    if str(path).endswith((".tsv", ".tab")):
-        return pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False)
-    return pd.read_csv(path, keep_default_na=False)
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("train")
-    parser.add_argument("test")
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--label-column", default="label")
-    parser.add_argument("--max-tokens", type=int, default=20000)
-    parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--embedding-dim", type=int, default=128)
-    parser.add_argument("--units", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args()
+    args = arguments(__doc__.splitlines()[0])
     keras.utils.set_random_seed(args.seed)
 
-    train, test = read(args.train), read(args.test)
-    classes = sorted(train[args.label_column].astype(str).unique())
-    index = {name: i for i, name in enumerate(classes)}
-    y_train = train[args.label_column].astype(str).map(index).to_numpy()
-    y_test = test[args.label_column].astype(str).map(index).to_numpy()
+    train, test, classes, y_train, y_test = labelled_tables(args)
 
     vectorize = keras.layers.TextVectorization(max_tokens=args.max_tokens, ragged=True)
     vectorize.adapt(train[args.text_column].astype(str).to_numpy())

@@ -10,26 +10,18 @@ hidden state, Adam, cross-entropy, a tenth of the rows held out for validation. 
 JSON line: test accuracy and each epoch's training seconds.
 """
 
-import argparse
 import collections
-import csv
 import json
 import re
 import time
 
 import numpy as np
-import pandas as pd
 import torch
+from common import arguments, labelled_tables
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 PUNCTUATION = re.compile(r"[!\"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~']")
-
-
-def read(path):
-    if str(path).endswith((".tsv", ".tab")):
-        return pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False)
-    return pd.read_csv(path, keep_default_na=False)
 
 
 def tokens(text):
@@ -71,27 +63,11 @@ def accuracy(model, ids, labels, batch_size=256):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("train")
-    parser.add_argument("test")
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--label-column", default="label")
-    parser.add_argument("--max-tokens", type=int, default=20000)
-    parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--embedding-dim", type=int, default=128)
-    parser.add_argument("--units", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args()
+    args = arguments(__doc__.splitlines()[0])
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
 
-    train, test = read(args.train), read(args.test)
-    classes = sorted(train[args.label_column].astype(str).unique())
-    index = {name: i for i, name in enumerate(classes)}
-    labels = train[args.label_column].astype(str).map(index).to_numpy()
-    test_labels = test[args.label_column].astype(str).map(index).to_numpy()
+    train, test, classes, labels, test_labels = labelled_tables(args)
     texts = [tokens(t) for t in train[args.text_column].astype(str)]
     counts = collections.Counter(word for text in texts for word in text)
     words = {w: i + 2 for i, (w, _) in enumerate(counts.most_common(args.max_tokens - 2))}
