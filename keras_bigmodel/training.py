@@ -79,6 +79,11 @@ RESUME_MAY_CHANGE = (
 )
 
 
+#: options added since bigmodel 0.1, with the value that trains a run which recorded none
+#: of them as it began (a resumed run must see the batches it would have seen).
+ADDED_OPTIONS = {"bucket_by_length": False}
+
+
 def resolve_config(model, data=None, config=None, recorded=None, **flags):
     """Resolves a run's configuration: recipe defaults < YAML file < flags; for a resumed
     run, the run's own configuration < YAML file < flags, where only what may change on
@@ -106,7 +111,9 @@ def resolve_config(model, data=None, config=None, recorded=None, **flags):
     layers.append((None, explicit))
     if recorded:
         run_file, info = recorded
-        layers.insert(0, (str(run_file), dict(info["config"])))
+        options = {field.name for field in dataclasses.fields(recipe.options_class)}
+        before = {k: v for k, v in ADDED_OPTIONS.items() if k in options}
+        layers.insert(0, (str(run_file), {**before, **info["config"]}))
     resolved = resolve(
         model, recipe.options_class, layers=layers, train_defaults=recipe.train_defaults
     )
@@ -260,9 +267,12 @@ def _train(model, resolved, place, chief, stop, started):
         settings.batch_size,
         workers=distribution.workers,
         worker_index=distribution.worker_index,
+        length_of=recipe.length_of(preprocessing, options),
     )
     datasets = [
-        None if part is None else recipe.network_dataset(part, preprocessing, options)
+        None
+        if part is None
+        else _quick_to_free(recipe.network_dataset(part, preprocessing, options))
         for part in batches
     ]
     # Only the chief writes the run directory; the other workers of a multi-worker run keep
@@ -440,6 +450,22 @@ def _fit(
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     return end_to_end
+
+
+def _quick_to_free(dataset):
+    """Turns off tf.data's autotuning model for a training pipeline.
+
+    On TensorFlow 2.21 freeing an iterator waits for the autotuning thread, which now and
+    then misses the wake-up and sleeps out its period: `fit()` then returns 4-5 s late
+    (seen in about one run in three on this 2-core machine). Without the model, each
+    `AUTOTUNE` parallel map runs on as many threads as there are cores and each `AUTOTUNE`
+    prefetch keeps a small buffer, which feeds a CPU-bound step as well.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def _run_epochs(network, train_data, val_data, settings, callbacks, steps):

@@ -144,3 +144,63 @@ def test_training_order_is_a_new_permutation_each_pass_and_resumes_anywhere():
         lambda index: tf.data.Dataset.from_tensors(index).repeat(3), batches_per_pass=None
     )
     assert list(unknown.take(3).as_numpy_iterator()) == [1, 2, 2]
+
+
+def test_batches_by_length_hold_every_row_once_with_little_padding():
+    from keras_bigmodel.data.order import LENGTH_WINDOW_BATCHES, TrainingOrder
+
+    rng = np.random.default_rng(0)
+    rows, size = 1000, 16
+    lengths = rng.integers(1, 65, rows)
+    order = TrainingOrder(seed=7)
+    grouped = order.batches(rows, size, lengths)
+    per_pass = -(-rows // size)  # 63: 62 full batches and one of 8 rows
+    stream = [b.tolist() for b in grouped.take(2 * per_pass).as_numpy_iterator()]
+    first, second = stream[:per_pass], stream[per_pass:]
+    for one_pass in (first, second):
+        assert sorted(sum(one_pass, [])) == list(range(rows))
+        assert [len(b) for b in one_pass] == [size] * (per_pass - 1) + [rows % size]
+    assert first != second
+    # Each batch spans a narrow band of lengths: padded to their longest, they carry a
+    # fraction of the padding that random batches (with the same rows per pass) carry.
+    padded = sum(len(b) * lengths[b].max() for b in first)
+    shuffled = [b.tolist() for b in order.batches(rows, size).take(per_pass).as_numpy_iterator()]
+    assert padded < 0.6 * sum(len(b) * lengths[b].max() for b in shuffled)
+    # The batches of a window are shuffled across the pass, not visited shortest first.
+    longest = [int(lengths[b].max()) for b in first[:LENGTH_WINDOW_BATCHES]]
+    assert longest != sorted(longest)
+    # The same batches on every run, and from any start batch (resuming).
+    assert [b.tolist() for b in grouped.take(per_pass).as_numpy_iterator()] == first
+    order.start_at(per_pass + 5)
+    assert [b.tolist() for b in grouped.take(3).as_numpy_iterator()] == second[5:8]
+
+
+def test_streamed_blocks_are_grouped_by_length_within_each_block():
+    import tensorflow as tf
+
+    from keras_bigmodel.data.order import TrainingOrder
+
+    rows, size, block = 300, 8, 100  # blocks of 96 rows: 12 whole batches each
+    lengths = np.random.default_rng(1).integers(1, 40, rows)
+    dataset = tf.data.Dataset.from_tensor_slices((np.arange(rows), lengths))
+    order = TrainingOrder(seed=3)
+    batches = order.stream_batches(
+        dataset, size, block, batches_in_pass=38, length_of=lambda columns: columns[1]
+    )
+    one_pass = [(ids.tolist(), lens) for ids, lens in batches.take(38).as_numpy_iterator()]
+    assert sorted(sum((ids for ids, _ in one_pass), [])) == list(range(rows))
+    # No batch mixes two blocks, and within a block a batch's lengths are close together.
+    for ids, lens in one_pass:
+        assert len({i // 96 for i in ids}) == 1
+        assert np.array_equal(lens, lengths[ids])
+    spread = np.mean([lens.max() - lens.min() for _, lens in one_pass])
+    assert spread < 4, spread
+
+
+def test_validation_in_order_of_length():
+    from keras_bigmodel.data.order import in_order
+
+    lengths = np.array([5, 1, 3, 1, 9])
+    found = [b.tolist() for b in in_order(5, 2, lengths).as_numpy_iterator()]
+    assert found == [[1, 3], [2, 0], [4]]
+    assert [b.tolist() for b in in_order(5, 2).as_numpy_iterator()] == [[0, 1], [2, 3], [4]]

@@ -4,6 +4,8 @@ import numpy as np
 import pandas as pd
 
 import keras_bigmodel as kb
+from keras_bigmodel.data.examples import Examples
+from keras_bigmodel.evaluation import model_outputs
 from keras_bigmodel.runs import open_run
 from tests.tiny_data import lstm_data
 
@@ -20,6 +22,11 @@ def test_predictions_do_not_depend_on_batch_padding(tmp_path):
     beside = model.predict({"text": np.array([short, long, "", "!!!"], dtype=object)}, verbose=0)
     np.testing.assert_allclose(alone[0], beside[0], atol=1e-5)
     assert np.all(np.isfinite(beside))  # empty and unknown-only texts are fine too
+    # Scoring runs the texts shortest first, and gives the outputs back in row order.
+    texts = np.array([long, short, "", "!!!", "call me", long + " now", short], dtype=object)
+    examples = Examples({"text": texts}, None, pd.DataFrame({"text": texts}), "texts", [])
+    one_by_one = [model.predict({"text": texts[i : i + 1]}, verbose=0)[0] for i in range(7)]
+    np.testing.assert_allclose(model_outputs(model, examples), one_by_one, atol=1e-5)
 
 
 def test_vocabulary_keeps_frequent_training_words_only(tmp_path):
@@ -42,3 +49,22 @@ def test_same_seed_same_model(tmp_path):
     pd.testing.assert_frame_equal(a, b)
     third = kb.train("lstm", data=data, out=tmp_path / "c", seed=7, **TINY, **options)
     assert not pd.read_csv(third.run_dir / "history.csv").equals(a)
+    # Batches of similar lengths (the default) are other batches than the permutation's.
+    fourth = kb.train(
+        "lstm", data=data, out=tmp_path / "d", bucket_by_length=False, **TINY, **options
+    )
+    assert not pd.read_csv(fourth.run_dir / "history.csv").equals(a)
+
+
+def test_metrics_of_a_large_split_are_computed_on_a_seeded_sample(tmp_path, monkeypatch):
+    import json
+
+    from keras_bigmodel.data import reader
+
+    monkeypatch.setattr(reader, "METRIC_ROWS", 30)
+    data, options = lstm_data(tmp_path)
+    result = kb.train("lstm", data=data, out=tmp_path / "run", **TINY, **options)
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    # 60 rows: 54 to train on, of which 30 are scored; the 6 validation rows all are.
+    assert metrics["train"]["num_examples"] == 30
+    assert metrics["validation"]["num_examples"] == 6

@@ -175,6 +175,14 @@ def test_resume_refuses_changed_options_and_data_and_finished_runs(reference, tm
     result = invoke("train", "lstm", "--out", reference_run, "--resume")
     assert result.exit_code == 2 and "is finished; nothing to resume" in result.output
 
+    # A run of bigmodel 0.1 recorded no --bucket-by-length: it batched the permutation as
+    # it was, and resumes so.
+    assert info["config"].pop("bucket_by_length") is True
+    (run / "run.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
+    result = invoke("train", "lstm", "--out", run, "--resume", "--bucket-by-length")
+    assert result.exit_code == 2
+    assert "--bucket-by-length False -> True" in result.output
+
 
 def test_overwrite_refuses_a_folder_that_is_not_a_run(reference, tmp_path, invoke):
     data, _ = reference

@@ -23,16 +23,13 @@ from keras_bigmodel.data.examples import Examples
 from keras_bigmodel.data.kinds import LARGEST_DEFAULT_SIDE, SMALLEST_DEFAULT_SIDE
 from keras_bigmodel.data.labels import class_names_from, encode_labels
 from keras_bigmodel.data.order import in_order
-from keras_bigmodel.data.reader import Reader, TrainingData
+from keras_bigmodel.data.reader import Reader, TrainingData, metric_rows
 from keras_bigmodel.data.sources import check_split, describe, with_shard_policy
 from keras_bigmodel.data.split import split_indices
 from keras_bigmodel.errors import UserError
 
 log = logging.getLogger(__name__)
 
-#: images of each split `metrics.json` is computed on: all of them up to this many, else a
-#: seeded sample (whose encoded bytes are held in memory while scoring).
-METRIC_IMAGES = 20_000
 #: images decoded together when filling the in-memory cache.
 DECODE_BATCH = 256
 
@@ -218,15 +215,14 @@ class ImageFolderData(TrainingData):
         return found
 
     def _metric_sample(self, files, classes):
-        rows = np.arange(len(files))
-        if len(files) > METRIC_IMAGES:
-            rng = np.random.default_rng(self.settings.seed)
-            rows = np.sort(rng.choice(len(files), METRIC_IMAGES, replace=False))
+        # The sample's encoded bytes are held in memory while scoring.
+        rows = metric_rows(len(files), self.settings.seed)
         return image_examples(
             [files[i] for i in rows], [classes[i] for i in rows], self.settings.data
         )
 
-    def datasets(self, order, batch_size, workers=1, worker_index=0):
+    def datasets(self, order, batch_size, workers=1, worker_index=0, length_of=None):
+        # Images of one size have no length to group them by; `length_of` is not used.
         files, classes, _ = self.train
         train = self._pipeline(files, classes, order.batches(len(files), batch_size))
         validation = None

@@ -21,6 +21,9 @@ from keras_bigmodel.data.kinds import KINDS
 
 #: the readers, by the name a recipe gives, and the modules that hold them.
 READERS = {name: kind.module for name, kind in KINDS.items()}
+#: rows (or images) of each split `metrics.json` is computed on: all of them up to this
+#: many, else a seeded sample. Scoring costs about as much as an epoch of this many rows.
+METRIC_ROWS = 20_000
 
 
 def get_reader(kind):
@@ -91,6 +94,16 @@ class Reader:
         raise NotImplementedError
 
 
+def metric_rows(count, seed):
+    """The rows of a split of `count` rows that `metrics.json` is computed on, in order:
+    all of them, or a sample of `METRIC_ROWS` drawn by `seed`."""
+    import numpy as np
+
+    if count <= METRIC_ROWS:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, METRIC_ROWS, replace=False))
+
+
 class TrainingData:
     """What a reader gives the trainer and the recipe: the data's facts and its batches.
 
@@ -117,17 +130,21 @@ class TrainingData:
         return self.adapt_examples
 
     def metric_examples(self):
-        """The examples `metrics.json` reports on, by split name (`train`, `validation`)."""
+        """The examples `metrics.json` reports on, by split name (`train`, `validation`):
+        each split whole, or `metric_rows` of it."""
         raise NotImplementedError
 
-    def datasets(self, order, batch_size, workers=1, worker_index=0):
+    def datasets(self, order, batch_size, workers=1, worker_index=0, length_of=None):
         """Returns `(train, validation)`: `tf.data` datasets of `(inputs, targets)` batches.
 
         `inputs` is a dict of batched tensors (see each reader for its names); `targets`
         are class indices (int32) or values (float32). The training dataset is endless,
         in `order` (a `keras_bigmodel.data.order.TrainingOrder`), from its start batch;
         validation is one pass in row order, or `None`. With several workers, each takes
-        its share.
+        its share. `length_of` (from `Recipe.length_of`), given a dict of batched input
+        tensors, returns each row's length: rows of similar length are then batched
+        together (`keras_bigmodel.data.order.by_length`), and validation rows go from the
+        shortest to the longest where the reader holds them.
         """
         raise NotImplementedError
 

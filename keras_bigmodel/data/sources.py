@@ -15,11 +15,12 @@ import numpy as np
 
 from keras_bigmodel.data.labels import class_names_from, encode_labels
 from keras_bigmodel.data.order import batches_per_pass, in_order
-from keras_bigmodel.data.reader import Reader, TrainingData
+from keras_bigmodel.data.reader import Reader, TrainingData, metric_rows
 from keras_bigmodel.data.split import split_indices
 from keras_bigmodel.data.stream import CHUNK_ROWS, TableStream, in_validation, text_columns
 from keras_bigmodel.data.tables import expand_paths, fingerprint, read_table
 from keras_bigmodel.errors import UserError
+from keras_bigmodel.graph import plain
 
 log = logging.getLogger(__name__)
 
@@ -151,18 +152,20 @@ class InMemoryTable(TrainingData):
         return self.train
 
     def metric_examples(self):
-        found = {"train": self.train}
+        found = {"train": _metric_sample(self.train, self.settings.seed)}
         if self.validation:
-            found["validation"] = self.validation
+            found["validation"] = _metric_sample(self.validation, self.settings.seed)
         return found
 
-    def datasets(self, order, batch_size, workers=1, worker_index=0):
+    def datasets(self, order, batch_size, workers=1, worker_index=0, length_of=None):
+        lengths = example_lengths(self.train, length_of)
         train = examples_dataset(
-            self.train, self.class_names, order.batches(len(self.train), batch_size)
+            self.train, self.class_names, order.batches(len(self.train), batch_size, lengths)
         )
         validation = None
         if self.validation:
-            batches = in_order(len(self.validation), batch_size)
+            lengths = example_lengths(self.validation, length_of)
+            batches = in_order(len(self.validation), batch_size, lengths)
             validation = examples_dataset(self.validation, self.class_names, batches)
         return train, validation
 
@@ -186,12 +189,28 @@ def examples_dataset(examples, class_names, batches):
     # would pad every text to the longest one.
     inputs = {name: tf.constant(values) for name, values in examples.inputs.items()}
     targets = tf.constant(encode_targets(examples, class_names))
-    dataset = batches.map(
-        lambda rows: ({n: tf.gather(v, rows) for n, v in inputs.items()}, tf.gather(targets, rows)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
+
+    @plain
+    def gather(rows):
+        return {n: tf.gather(v, rows) for n, v in inputs.items()}, tf.gather(targets, rows)
+
+    dataset = batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return with_shard_policy(dataset.prefetch(tf.data.AUTOTUNE), by_file=False)
+
+
+def example_lengths(examples, length_of, chunk_rows=4096):
+    """Each example's length by `length_of` (a function of a dict of input tensors), as a
+    NumPy vector; `None` without `length_of`."""
+    import tensorflow as tf
+
+    if length_of is None:
+        return None
+    lengths = [
+        np.asarray(length_of({name: tf.constant(part) for name, part in chunk.items()}))
+        for start in range(0, len(examples), chunk_rows)
+        for chunk in [{n: v[start : start + chunk_rows] for n, v in examples.inputs.items()}]
+    ]
+    return np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
 
 
 def encode_targets(examples, class_names):
@@ -321,14 +340,15 @@ class StreamedTable(TrainingData):
 
     def metric_examples(self):
         """Bounded samples of the training and validation rows, for `metrics.json`."""
-        found = {"train": self.sample_train}
+        found = {"train": _metric_sample(self.sample_train, self.settings.seed)}
         if self.sample_validation:
-            found["validation"] = self.sample_validation
+            found["validation"] = _metric_sample(self.sample_validation, self.settings.seed)
         return found
 
-    def datasets(self, order, batch_size, workers=1, worker_index=0):
+    def datasets(self, order, batch_size, workers=1, worker_index=0, length_of=None):
         """Streams the training rows endlessly, pass after pass from `order`'s start, each
-        pass shuffled in blocks of consecutive rows, and the validation rows once. With
+        pass shuffled in blocks of consecutive rows (and grouped by length within a block,
+        given `length_of`), and the validation rows once, in file order. With
         several workers and at least as many shards, each worker reads its own shards;
         otherwise each takes its share of every batch."""
         import tensorflow as tf
@@ -337,14 +357,23 @@ class StreamedTable(TrainingData):
         train_stream = _Shard(self.stream, workers, worker_index)
         rows = self._usable_rows(train_stream.dataset(self.columns))
         if held_out:
-            rows = rows.filter(lambda *row: ~in_validation(row, held_out, seed))
+            rows = rows.filter(plain(lambda *row: ~in_validation(row, held_out, seed)))
 
         # A worker reading only its own shards does not know how many batches its passes
         # hold, so a resumed run reads its way to the start batch from the first pass.
         known = None
         if not train_stream.by_file:
             known = batches_per_pass(self.train_rows, batch_size)
-        batches = order.stream_batches(rows, batch_size, SHUFFLE_BLOCK, known)
+        lengths_of_rows = None
+        if length_of is not None:
+            options, layout = self.options, self.layout
+
+            def lengths_of_rows(columns):
+                return length_of(self.reader.stream_inputs(columns[:-1], options, layout))
+
+        batches = order.stream_batches(
+            rows, batch_size, SHUFFLE_BLOCK, known, length_of=lengths_of_rows
+        )
         train = with_shard_policy(self._to_inputs(batches), train_stream.by_file)
         validation = None
         if self.val_stream or held_out:
@@ -354,7 +383,7 @@ class StreamedTable(TrainingData):
             val_stream = _Shard(self.val_stream or self.stream, workers=1, worker_index=0)
             rows = self._usable_rows(val_stream.dataset(self.columns))
             if not self.val_stream:
-                rows = rows.filter(lambda *row: in_validation(row, held_out, seed))
+                rows = rows.filter(plain(lambda *row: in_validation(row, held_out, seed)))
             batches = rows.batch(batch_size)
             if workers == 1:
                 # The batch count is known from the first pass, so Keras can show progress.
@@ -366,7 +395,7 @@ class StreamedTable(TrainingData):
     def _usable_rows(self, rows):
         if self.reader.targets == "classes":
             return rows  # an empty label stopped the first pass already
-        return rows.filter(lambda *row: row[-1] != "")
+        return rows.filter(plain(lambda *row: row[-1] != ""))
 
     def _to_inputs(self, batches):
         import tensorflow as tf
@@ -377,7 +406,7 @@ class StreamedTable(TrainingData):
             inputs = self.reader.stream_inputs(columns[:-1], self.options, self.layout)
             return inputs, encode(columns[-1])
 
-        batches = batches.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE)
+        batches = batches.map(plain(to_inputs), num_parallel_calls=tf.data.AUTOTUNE)
         return batches.prefetch(tf.data.AUTOTUNE)
 
     def describe(self):
@@ -386,6 +415,11 @@ class StreamedTable(TrainingData):
         )
         described["streamed"] = True
         return described
+
+
+def _metric_sample(examples, seed):
+    rows = metric_rows(len(examples), seed)
+    return examples if len(rows) == len(examples) else examples.take(rows)
 
 
 def _missing_targets(examples):

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from keras_bigmodel.config import option
+from keras_bigmodel.graph import plain
 from keras_bigmodel.models.recipe import Recipe
 from keras_bigmodel.models.registry import register
 
@@ -49,7 +50,7 @@ class CNNImageClassifier(Recipe):
 
     def network_dataset(self, batches, preprocessing, options):
         # Decoded and resized by the reader, in the pipeline; the network does the rest.
-        return batches.map(lambda inputs, labels: (inputs["pixels"], labels))
+        return batches.map(plain(lambda inputs, labels: (inputs["pixels"], labels)))
 
     def build_network(self, preprocessing, options, num_outputs):
         import keras

@@ -16,6 +16,7 @@ import numpy as np
 from keras_bigmodel.config import option
 from keras_bigmodel.data.kinds import OOV_TOKEN
 from keras_bigmodel.errors import UserError
+from keras_bigmodel.graph import plain
 from keras_bigmodel.models.recipe import Recipe
 from keras_bigmodel.models.registry import register
 
@@ -185,7 +186,9 @@ class LinearRegression(Recipe):
             features = preprocessor([inputs[name] for name in names])
             return features, ((tf.cast(targets, tf.float32) - mean) / scale)[:, None]
 
-        dataset = batches.map(standardize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = batches.map(
+            plain(standardize), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     def build_network(self, preprocessing, options, num_outputs):

@@ -67,6 +67,12 @@ class Recipe:
         """
         raise NotImplementedError
 
+    def length_of(self, preprocessing, options):
+        """Returns a function from a dict of batched raw input tensors to each row's length
+        (int64), by which the reader batches rows of similar length together; or `None`
+        where rows have no length that costs (the default)."""
+        return None
+
     def build_network(self, preprocessing, options, num_outputs):
         """Returns the trainable network, from preprocessed inputs to outputs."""
         raise NotImplementedError

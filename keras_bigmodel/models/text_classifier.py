@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from keras_bigmodel.config import option
+from keras_bigmodel.graph import plain
 from keras_bigmodel.models.recipe import Recipe
 
 
@@ -21,6 +22,9 @@ class TextClassifierOptions:
     max_length: int = option(200, "Tokens kept from the start of each text.", minimum=1)
     embedding_dim: int = option(64, "Size of each word vector.", minimum=1)
     dropout: float = option(0.5, "Dropout rate before the classifier.", minimum=0.0, below=1.0)
+    bucket_by_length: bool = option(
+        True, "Batch texts of similar length together, so batches carry little padding."
+    )
 
 
 @dataclass
@@ -77,8 +81,24 @@ class TextClassifierRecipe(Recipe):
             longest = tf.reduce_max(tf.math.count_nonzero(ids, axis=1))
             return ids[:, :longest], labels
 
-        dataset = batches.map(to_token_ids, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = batches.map(
+            plain(to_token_ids), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
         return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def length_of(self, preprocessing, options):
+        if not options.bucket_by_length:
+            return None
+        import tensorflow as tf
+
+        vectorizer, max_length = preprocessing.vectorizer, options.max_length
+
+        def length_of(inputs):
+            # The padded length `network_dataset` gives a batch of these texts alone.
+            ids = vectorizer(inputs["text"])
+            return tf.clip_by_value(tf.math.count_nonzero(ids, axis=1), 1, max_length)
+
+        return length_of
 
     def end_to_end(self, network, preprocessing, options):
         import keras
