@@ -9,6 +9,10 @@ contenders alternated, each figure the median of `--repeats` runs:
   plain Keras script a user would write (`peers/keras_lstm.py`) and the seed's PyTorch
   model (`peers/torch_lstm.py`, run by `--torch-python`, the benchmark's own environment),
   on the bundled SMS data split 80/20; the test fifth is never trained on;
+- images: `bigmodel train cnn` against the same network hand-written in Keras
+  (`peers/keras_cnn.py`), 10 epochs each, and the default cnn against keras.io's
+  `mnist_convnet` (`peers/mnist_convnet.py`) for time to accuracy, on scikit-learn's 8x8
+  digits split 80/20 (`examples/make_digits.py`);
 - how the cost of an epoch grows with the rows (1x, 4x, 16x copies of the training rows)
   and with the length of the texts (1, 4, 16 messages joined);
 - exported batch-1 latency and throughput against `model.predict`, for every model;
@@ -80,6 +84,78 @@ def grown(train, folder, copies=1, joined=1):
         frame = frame.assign(SMS=[" ".join(texts[i : i + joined]) for i in range(len(texts))])
     frame.to_csv(path, index=False, **TSV)
     return path
+
+
+def write_image_data(work):
+    """Writes the 8x8 digits split 80/20 (stratified, seed 0); returns the two folders."""
+    folder = work / "digits-split"
+    if not (folder / "test").exists():
+        subprocess.run(
+            [sys.executable, ROOT / "examples" / "make_digits.py", folder, "--test", "0.2"],
+            check=True,
+            capture_output=True,
+        )
+    return folder / "train", folder / "test"
+
+
+def bigmodel_image(train, test, out, flags):
+    """Trains `bigmodel train cnn` (timed) and evaluates on the test folder (not timed)."""
+    shutil.rmtree(out, ignore_errors=True)
+    command = [BIN / "bigmodel", "train", "cnn", "--data", train, "--out", out, "--quiet", *flags]
+    seconds, peak, _ = timed(command)
+    info = _yaml(out / "run.yaml")
+    done = subprocess.run(
+        [BIN / "bigmodel", "eval", out, "--data", test, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    epochs_timed = [e["train"] for e in info["timing"]["epochs"]]
+    return {
+        "seconds": seconds,
+        "peak_mb": peak,
+        "accuracy": json.loads(done.stdout)["accuracy"],
+        "samples_per_second": _steady(info["data"]["train_rows"], epochs_timed),
+        "epochs": len(epochs_timed),
+        "timing": info["timing"],
+    }
+
+
+def image_contenders(args, train, test):
+    """The image contenders, by name: the same network written twice for 10 epochs, then
+    the default recipe against keras.io's MNIST convnet (time to accuracy)."""
+    epochs = "1" if args.tiny else "10"
+    contenders = {
+        "bigmodel cnn, 10 epochs": lambda d: bigmodel_image(
+            train, test, d, ["--epochs", epochs, "--early-stopping", "0"]
+        ),
+        "Keras, same network": lambda d: peer_image(
+            "keras_cnn.py", train, test, ["--epochs", epochs]
+        ),
+        "keras.io mnist_convnet": lambda d: peer_image(
+            "mnist_convnet.py",
+            train,
+            test,
+            ["--size", "28", "--batch-size", "128", "--epochs", "1" if args.tiny else "15"],
+        ),
+    }
+    if not args.tiny:
+        contenders["bigmodel cnn (defaults)"] = lambda d: bigmodel_image(train, test, d, [])
+    return contenders
+
+
+def peer_image(script, train, test, flags):
+    """Runs an image peer script (timed); it prints its accuracy and epoch times as JSON."""
+    command = [sys.executable, HERE / "peers" / script, train, test, *flags]
+    seconds, peak, stdout = timed(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    result = json.loads(stdout.strip().splitlines()[-1])
+    return {
+        "seconds": seconds,
+        "peak_mb": peak,
+        "accuracy": result["accuracy"],
+        "samples_per_second": _steady(result["train_rows"], result["epoch_train_seconds"]),
+        "epochs": len(result["epoch_train_seconds"]),
+    }
 
 
 def bigmodel_text(train, test, out, flags, epochs):
@@ -333,6 +409,14 @@ def summary(results):
             f"{found['samples_per_second'] or 0:.0f} | {found['accuracy']:.4f} | "
             f"{found['peak_mb']:.0f} |"
         )
+    lines += ["", "| contender | epochs | wall time | images/s | accuracy | peak MB |"]
+    lines.append("|---|---|---|---|---|---|")
+    for name, found in results["images"].items():
+        lines.append(
+            f"| {name} | {found['runs'][0]['epochs']} | {found['seconds']:.1f} s | "
+            f"{found['samples_per_second'] or 0:.0f} | {found['accuracy']:.4f} | "
+            f"{found['peak_mb']:.0f} |"
+        )
     lines += ["", "| data | contender | wall time (2 epochs) | samples/s | peak MB |"]
     lines.append("|---|---|---|---|---|")
     for key, contenders in results["growth"].items():
@@ -384,6 +468,9 @@ def main():
     results["text"] = compare(
         text_contenders(args, work, train, test, args.epochs), work, args.repeats
     )
+    print("Image classification, 8x8 digits 80/20:", flush=True)
+    image_train, image_test = write_image_data(work)
+    results["images"] = compare(image_contenders(args, image_train, image_test), work, args.repeats)
     print("Growth with rows and text length:", flush=True)
     results["growth"] = growth(args, work, train)
     print("Exported batch-1 latency:", flush=True)

@@ -39,6 +39,15 @@ def test_bench_runs_end_to_end_on_tiny_data(tmp_path):
     assert all(e["train"] > 0 and e["validation"] > 0 for e in timing["epochs"])
     assert 0 < timing["before_training"] and 0 <= timing["after_training"]
     assert timing["total"] < run["seconds"]
+    images = results["images"]
+    assert set(images) == {
+        "bigmodel cnn, 10 epochs",
+        "Keras, same network",
+        "keras.io mnist_convnet",
+    }
+    for found in images.values():
+        assert found["seconds"] > 0 and 0.0 <= found["accuracy"] <= 1.0
+        assert found["samples_per_second"] > 0 and found["runs"][0]["epochs"] == 1
     assert set(results["growth"]) == {"rows x2, texts joined x1", "rows x1, texts joined x2"}
     latency = results["latency"]["lstm"]
     assert 0 < latency["export_p50_ms"] <= latency["export_p99_ms"]
