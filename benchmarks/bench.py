@@ -100,25 +100,8 @@ def write_image_data(work):
 
 def bigmodel_image(train, test, out, flags):
     """Trains `bigmodel train cnn` (timed) and evaluates on the test folder (not timed)."""
-    shutil.rmtree(out, ignore_errors=True)
     command = [BIN / "bigmodel", "train", "cnn", "--data", train, "--out", out, "--quiet", *flags]
-    seconds, peak, _ = timed(command)
-    info = _yaml(out / "run.yaml")
-    done = subprocess.run(
-        [BIN / "bigmodel", "eval", out, "--data", test, "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    epochs_timed = [e["train"] for e in info["timing"]["epochs"]]
-    return {
-        "seconds": seconds,
-        "peak_mb": peak,
-        "accuracy": json.loads(done.stdout)["accuracy"],
-        "samples_per_second": _steady(info["data"]["train_rows"], epochs_timed),
-        "epochs": len(epochs_timed),
-        "timing": info["timing"],
-    }
+    return bigmodel_run(command, out, test)
 
 
 def image_contenders(args, train, test):
@@ -145,26 +128,23 @@ def image_contenders(args, train, test):
 
 
 def peer_image(script, train, test, flags):
-    """Runs an image peer script (timed); it prints its accuracy and epoch times as JSON."""
-    command = [sys.executable, HERE / "peers" / script, train, test, *flags]
-    seconds, peak, stdout = timed(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    result = json.loads(stdout.strip().splitlines()[-1])
-    return {
-        "seconds": seconds,
-        "peak_mb": peak,
-        "accuracy": result["accuracy"],
-        "samples_per_second": _steady(result["train_rows"], result["epoch_train_seconds"]),
-        "epochs": len(result["epoch_train_seconds"]),
-    }
+    """Runs an image peer script (timed)."""
+    return peer_run([sys.executable, HERE / "peers" / script, train, test, *flags])
 
 
 def bigmodel_text(train, test, out, flags, epochs):
     """Trains with `bigmodel` (timed) and evaluates (not timed)."""
-    shutil.rmtree(out, ignore_errors=True)
     command = [
         BIN / "bigmodel", "train", "lstm", "--data", train, "--text-column", "SMS",
         "--label-column", "Label", "--epochs", str(epochs), "--out", out, "--quiet", *flags,
     ]  # fmt: skip
+    return bigmodel_run(command, out, test)
+
+
+def bigmodel_run(command, out, test=None):
+    """Runs a `bigmodel train` command writing the run `out` (timed), then evaluates the
+    run on `test`, if given (not timed); its `run.yaml` says how long each epoch took."""
+    shutil.rmtree(out, ignore_errors=True)
     seconds, peak, _ = timed(command)
     info = _yaml(out / "run.yaml")
     accuracy = None
@@ -182,16 +162,22 @@ def bigmodel_text(train, test, out, flags, epochs):
         "peak_mb": peak,
         "accuracy": accuracy,
         "samples_per_second": _steady(info["data"]["train_rows"], epochs_timed),
+        "epochs": len(epochs_timed),
         "timing": info["timing"],
     }
 
 
 def peer_text(python, script, train, test, epochs, extra=()):
-    """Runs a peer script (timed); it prints its accuracy and epoch times as JSON."""
+    """Runs a text peer script (timed)."""
     command = [
         python, HERE / "peers" / script, train, test, "--text-column", "SMS",
         "--label-column", "Label", "--epochs", str(epochs), *extra,
     ]  # fmt: skip
+    return peer_run(command)
+
+
+def peer_run(command):
+    """Runs a peer script (timed); it prints its accuracy and epoch times as JSON."""
     seconds, peak, stdout = timed(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     result = json.loads(stdout.strip().splitlines()[-1])
     return {
@@ -199,6 +185,7 @@ def peer_text(python, script, train, test, epochs, extra=()):
         "peak_mb": peak,
         "accuracy": result["accuracy"],
         "samples_per_second": _steady(result["train_rows"], result["epoch_train_seconds"]),
+        "epochs": len(result["epoch_train_seconds"]),
     }
 
 

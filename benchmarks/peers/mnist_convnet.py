@@ -8,11 +8,8 @@ folder with `keras.utils.image_dataset_from_directory` at `--size` pixels a side
 MNIST's 28. Prints one JSON line: test accuracy and each epoch's training seconds.
 """
 
-import json
-
 import keras
-from keras_cnn import arguments, folders
-from keras_lstm import EpochTimes
+from keras_cnn import arguments, fit_and_report, folders
 
 
 def main():
@@ -33,12 +30,7 @@ def main():
         ]
     )
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
-    times = EpochTimes()
-    model.fit(train, validation_data=validation, epochs=args.epochs, callbacks=[times], verbose=2)
-    _, accuracy = model.evaluate(test, verbose=0)
-    print(
-        json.dumps({"accuracy": accuracy, "train_rows": rows, "epoch_train_seconds": times.times})
-    )
+    fit_and_report(model, args, (train, validation, test), rows)
 
 
 if __name__ == "__main__":
