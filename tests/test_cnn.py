@@ -211,7 +211,7 @@ def test_help_does_not_import_tensorflow():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
-    assert b"--augment / --no-augment" in done.stdout and b"[default: 32,64,128]" in done.stdout
+    assert b"--augment / --no-augment" in done.stdout and b"[default: 16,32,64]" in done.stdout
 
 
 def test_run_directory_and_safe_mode_reload(trained):
