@@ -141,7 +141,7 @@ def evaluate(run_dir, data, fmt=None, **overrides):
     """
     run = open_run(run_dir)
     examples = run.read_examples(data, fmt=fmt, with_targets=True, **overrides)
-    model = run.load_model()
+    model = run.serving_model()
     class_names = run.class_names()
     metrics, outputs = score(model, examples, run.recipe.task, class_names)
     folder = Path(run.path) / "eval" / data_name(data)

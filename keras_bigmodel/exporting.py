@@ -42,10 +42,12 @@ def export(run_dir, out, format="saved_model", version=None):
     sample = run.sample_examples()
     expected = model_outputs(model, sample)
     with atomic_path(target) as tmp:
-        write_saved_model(model, tmp, class_names)
         if format == "saved_model":
+            write_saved_model(run.recipe.serving_model(model, run.options()), tmp, class_names)
             _check_outputs(_saved_model_outputs(tmp, sample), expected, class_names, "SavedModel")
         else:
+            # TFLite converts Keras' own layers (an LSTM's loop included), not fused kernels.
+            write_saved_model(model, tmp, class_names)
             saved_model = tmp.with_name("saved_model")
             tmp.rename(saved_model)
             tmp.mkdir()

@@ -29,7 +29,7 @@ def predict(run_dir, data, out=None, fmt=None, **overrides):
         raise UserError(f"--out {out}: write predictions to a .csv or .jsonl file.")
     run = open_run(run_dir)
     examples = run.read_examples(data, fmt=fmt, with_targets=False, **overrides)
-    outputs = model_outputs(run.load_model(), examples)
+    outputs = model_outputs(run.serving_model(), examples)
     table = examples.frame.copy()
     class_names = run.class_names()
     if class_names:

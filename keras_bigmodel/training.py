@@ -307,8 +307,10 @@ def _train(model, resolved, place, chief, stop, started):
             status = "finished"
             log.info("Worker finished; the chief writes the run directory %s.", place.out)
             return TrainResult(run_dir=place.out, config=resolved, metrics={}, is_chief=False)
+        # Scored as `eval` scores: through the graph export serves, which traces faster.
+        scored = recipe.serving_model(end_to_end, options)
         metrics = {
-            split: score(end_to_end, examples, recipe.task, data.class_names)[0]
+            split: score(scored, examples, recipe.task, data.class_names)[0]
             for split, examples in data.metric_examples().items()
         }
         with atomic_path(workdir / MODEL_FILE) as tmp:

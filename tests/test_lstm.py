@@ -1,7 +1,10 @@
 """The text classifier's own behaviour: vocabulary, padding, empty texts, reproducibility."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
+import pytest
 
 import keras_bigmodel as kb
 from keras_bigmodel.data.examples import Examples
@@ -68,3 +71,39 @@ def test_metrics_of_a_large_split_are_computed_on_a_seeded_sample(tmp_path, monk
     # 60 rows: 54 to train on, of which 30 are scored; the 6 validation rows all are.
     assert metrics["train"]["num_examples"] == 30
     assert metrics["validation"]["num_examples"] == 6
+
+
+@pytest.mark.parametrize("bidirectional", [True, False], ids=["bidirectional", "forward"])
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_the_exports_fused_lstm_computes_what_the_network_computes(bidirectional, pooling):
+    from keras_bigmodel.inference import FusedLSTMClassifier, fused_lstm_classifier
+    from keras_bigmodel.models import get_recipe
+
+    recipe = get_recipe("lstm")
+    options = recipe.options_class(
+        bidirectional=bidirectional, pooling=pooling, units=6, embedding_dim=5
+    )
+    network = recipe.build_network(SimpleNamespace(vocabulary_size=20), options, 3)
+    rng = np.random.default_rng(0)  # biases too: Keras starts them at 0
+    network.set_weights([rng.normal(0, 0.7, w.shape) for w in network.get_weights()])
+    # Rows of 4, 1, 6 and 2 words, padded at the end as the vectorizer pads them.
+    ids = np.array(
+        [[3, 7, 1, 9, 0, 0], [5, 0, 0, 0, 0, 0], [2, 4, 6, 8, 19, 12], [11, 13] + [0] * 4]
+    )
+    fused = fused_lstm_classifier(network, pooling)
+    assert isinstance(fused, FusedLSTMClassifier)
+    expected = network(ids, training=False).numpy()
+    np.testing.assert_allclose(fused(ids).numpy(), expected, atol=1e-6)
+    # A row's answer does not depend on the padding beside it.
+    np.testing.assert_allclose(fused(ids[1:2, :1]).numpy(), expected[1:2], atol=1e-6)
+
+
+def test_export_serves_the_lstm_through_fused_kernels(tmp_path):
+    import tensorflow as tf
+
+    data, options = lstm_data(tmp_path)
+    run_dir = kb.train("lstm", data=data, out=tmp_path / "run", **TINY, **options).run_dir
+    target = kb.export(run_dir, tmp_path / "export")
+    graph = tf.saved_model.load(str(target)).signatures["serving_default"].graph.as_graph_def()
+    ops = {node.op for f in graph.library.function for node in f.node_def}
+    assert "BlockLSTMV2" in ops and not ops & {"While", "StatelessWhile"}

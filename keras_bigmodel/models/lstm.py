@@ -4,7 +4,11 @@ from dataclasses import dataclass
 
 from keras_bigmodel.config import option
 from keras_bigmodel.models.registry import register
-from keras_bigmodel.models.text_classifier import TextClassifierOptions, TextClassifierRecipe
+from keras_bigmodel.models.text_classifier import (
+    TextClassifierOptions,
+    TextClassifierRecipe,
+    TextPreprocessing,
+)
 
 
 @dataclass
@@ -57,3 +61,13 @@ class LSTMTextClassifier(TextClassifierRecipe):
             num_outputs, activation="softmax", dtype="float32", name="probabilities"
         )(x)
         return keras.Model(token_ids, probabilities, name="lstm_classifier")
+
+    def serving_model(self, model, options):
+        # One fused kernel per direction instead of Keras' per-word loop: batch-1 answers
+        # in about 0.6 ms instead of 1.4 ms (keras_bigmodel/inference.py).
+        from keras_bigmodel.inference import fused_lstm_classifier
+
+        fused = fused_lstm_classifier(model.get_layer("lstm_classifier"), options.pooling)
+        if fused is None:
+            return model
+        return self.end_to_end(fused, TextPreprocessing(model.get_layer("vectorizer")), options)

@@ -80,3 +80,8 @@ class Recipe:
     def end_to_end(self, network, preprocessing, options):
         """Returns the model from raw inputs (`Examples.inputs`) to probabilities (or values)."""
         raise NotImplementedError
+
+    def serving_model(self, model, options):
+        """Returns what `export` serves for the end-to-end `model`: the model itself, or a
+        faster graph of the same inputs and outputs (export checks it against `model`)."""
+        return model

@@ -1,0 +1,116 @@
+"""Faster graphs of trained networks for serving, computing what the networks compute.
+
+Keras runs an LSTM on the CPU as a `tf.while_loop` of some twenty small operations per
+word, which at batch 1 costs far more in scheduling than in arithmetic. TensorFlow's
+`BlockLSTMV2` runs a whole sequence in one kernel, with the same gate layout (input,
+forget, cell, output) and activations as Keras' `LSTM`. `export` serves the network through
+it; `model.keras`, training, `eval` and `predict` never see this module, and export checks
+the result against `model.keras` before it writes anything.
+"""
+
+import keras
+import tensorflow as tf
+
+
+class FusedLSTMClassifier(keras.layers.Layer):
+    """The inference pass of `LSTMTextClassifier`'s network, one fused kernel per direction.
+
+    Texts are padded at the end (token 0), so each direction reads a row's real words
+    only: forward, the outputs past a row's length are never used; backward, each row is
+    reversed within its length (`tf.reverse_sequence`), as Keras' masked backward pass
+    reads it. Takes `[batch, words]` token ids, returns the network's probabilities.
+    """
+
+    def __init__(self, network, pooling, **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+        self.pooling = pooling
+        recurrent = _recurrent_layer(network)
+        if isinstance(recurrent, keras.layers.Bidirectional):
+            self.directions = [recurrent.forward_layer, recurrent.backward_layer]
+        else:
+            self.directions = [recurrent]
+
+    def call(self, ids):
+        lengths = tf.reduce_sum(tf.cast(ids > 0, tf.int32), axis=1)
+        words = tf.transpose(self.network.get_layer("embedding")(ids), [1, 0, 2])
+        outputs = [_run(self.directions[0], words)]
+        if len(self.directions) == 2:
+            backwards = tf.reverse_sequence(words, lengths, seq_axis=0, batch_axis=1)
+            outputs.append(
+                tf.reverse_sequence(
+                    _run(self.directions[1], backwards), lengths, seq_axis=0, batch_axis=1
+                )
+            )
+        # [words, batch, features]: both directions side by side, as Bidirectional concats.
+        states = tf.concat(outputs, axis=-1)
+        if self.pooling == "mean":
+            mask = tf.cast(tf.transpose(tf.sequence_mask(lengths, tf.shape(ids)[1])), states.dtype)
+            features = (
+                tf.reduce_sum(states * mask[..., None], axis=0)
+                / tf.reduce_sum(mask, axis=0)[:, None]
+            )
+        else:
+            # Forward: the state after a row's last word. Backward: after its first word,
+            # which the reversed pass reads last and `reverse_sequence` put back at 0.
+            last = tf.gather(tf.transpose(outputs[0], [1, 0, 2]), lengths - 1, batch_dims=1)
+            features = tf.concat([last, *[o[0] for o in outputs[1:]]], axis=-1)
+        return self.network.get_layer("probabilities")(features)
+
+    def compute_output_shape(self, input_shape):
+        return self.network.output_shape
+
+
+def fused_lstm_classifier(network, pooling):
+    """Returns `FusedLSTMClassifier(network)`, or None where the fused kernel would not
+    compute the same function: activations or a merge other than Keras' defaults, or a
+    network computing in 16-bit floats (mixed precision)."""
+    recurrent = _recurrent_layer(network)
+    if recurrent is None:
+        return None
+    directions = [recurrent]
+    if isinstance(recurrent, keras.layers.Bidirectional):
+        if recurrent.merge_mode != "concat":
+            return None
+        directions = [recurrent.forward_layer, recurrent.backward_layer]
+    for layer in directions:
+        cell = layer.cell
+        if (
+            cell.activation is not keras.activations.tanh
+            or cell.recurrent_activation is not keras.activations.sigmoid
+            or not cell.use_bias
+            or layer.compute_dtype != "float32"
+        ):
+            return None
+    return FusedLSTMClassifier(network, pooling, name=network.name)
+
+
+def _recurrent_layer(network):
+    for layer in network.layers:
+        if isinstance(layer, keras.layers.LSTM) or (
+            isinstance(layer, keras.layers.Bidirectional)
+            and isinstance(layer.forward_layer, keras.layers.LSTM)
+        ):
+            return layer
+    return None
+
+
+def _run(layer, words):
+    """Runs one LSTM direction over `[words, batch, features]`; returns its outputs."""
+    cell = layer.cell
+    batch = tf.shape(words)[1]
+    zeros = tf.zeros([batch, cell.units], words.dtype)
+    no_peephole = tf.zeros([cell.units], words.dtype)
+    return tf.raw_ops.BlockLSTMV2(
+        seq_len_max=tf.cast(tf.shape(words)[0], tf.int64),
+        x=words,
+        cs_prev=zeros,
+        h_prev=zeros,
+        w=tf.concat([cell.kernel, cell.recurrent_kernel], axis=0),
+        wci=no_peephole,
+        wcf=no_peephole,
+        wco=no_peephole,
+        b=cell.bias,
+        cell_clip=0.0,
+        use_peephole=False,
+    )[6]
