@@ -15,7 +15,7 @@ import time
 
 from keras_bigmodel.data.order import TrainingOrder, batches_per_pass
 from keras_bigmodel.models import get_recipe
-from keras_bigmodel.training import _quick_to_free, resolve_config
+from keras_bigmodel.training import quick_to_free, resolve_config
 
 
 def pipeline_seconds(model, flags):
@@ -30,7 +30,7 @@ def pipeline_seconds(model, flags):
         settings.batch_size,
         length_of=recipe.length_of(preprocessing, options),
     )
-    batches = _quick_to_free(recipe.network_dataset(train, preprocessing, options))
+    batches = quick_to_free(recipe.network_dataset(train, preprocessing, options))
     steps = batches_per_pass(data.train_rows, settings.batch_size)
     iterator = iter(batches)
     for _ in range(steps):  # warm-up: tracing, thread pools

@@ -272,7 +272,7 @@ def _train(model, resolved, place, chief, stop, started):
     datasets = [
         None
         if part is None
-        else _quick_to_free(recipe.network_dataset(part, preprocessing, options))
+        else quick_to_free(recipe.network_dataset(part, preprocessing, options))
         for part in batches
     ]
     # Only the chief writes the run directory; the other workers of a multi-worker run keep
@@ -454,7 +454,7 @@ def _fit(
     return end_to_end
 
 
-def _quick_to_free(dataset):
+def quick_to_free(dataset):
     """Turns off tf.data's autotuning model for a training pipeline.
 
     On TensorFlow 2.21 freeing an iterator waits for the autotuning thread, which now and
