@@ -61,12 +61,27 @@ class FusedLSTMClassifier(keras.layers.Layer):
         return self.network.output_shape
 
 
-def fused_lstm_classifier(network, pooling):
+def fused_lstm_classifier(network):
     """Returns `FusedLSTMClassifier(network)`, or None where the fused kernel would not
-    compute the same function: activations or a merge other than Keras' defaults, or a
-    network computing in 16-bit floats (mixed precision)."""
+    compute the same function: a layer `LSTMTextClassifier` does not build, activations or
+    a merge other than Keras' defaults, or a network computing in 16-bit floats (mixed
+    precision). The pooling is read from the network, not from the run's options."""
+    known = (
+        keras.layers.InputLayer,
+        keras.layers.Embedding,
+        keras.layers.SpatialDropout1D,
+        keras.layers.LSTM,
+        keras.layers.Bidirectional,
+        keras.layers.GlobalAveragePooling1D,
+        keras.layers.Dropout,
+        keras.layers.Dense,
+    )
     recurrent = _recurrent_layer(network)
-    if recurrent is None:
+    if (
+        recurrent is None
+        or not all(type(layer) in known for layer in network.layers)
+        or not network.get_layer("embedding").mask_zero
+    ):
         return None
     directions = [recurrent]
     if isinstance(recurrent, keras.layers.Bidirectional):
@@ -82,6 +97,7 @@ def fused_lstm_classifier(network, pooling):
             or layer.compute_dtype != "float32"
         ):
             return None
+    pooling = "mean" if recurrent.return_sequences else "last"
     return FusedLSTMClassifier(network, pooling, name=network.name)
 
 

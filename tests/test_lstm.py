@@ -76,6 +76,8 @@ def test_metrics_of_a_large_split_are_computed_on_a_seeded_sample(tmp_path, monk
 @pytest.mark.parametrize("bidirectional", [True, False], ids=["bidirectional", "forward"])
 @pytest.mark.parametrize("pooling", ["mean", "last"])
 def test_the_exports_fused_lstm_computes_what_the_network_computes(bidirectional, pooling):
+    import keras
+
     from keras_bigmodel.inference import FusedLSTMClassifier, fused_lstm_classifier
     from keras_bigmodel.models import get_recipe
 
@@ -90,12 +92,19 @@ def test_the_exports_fused_lstm_computes_what_the_network_computes(bidirectional
     ids = np.array(
         [[3, 7, 1, 9, 0, 0], [5, 0, 0, 0, 0, 0], [2, 4, 6, 8, 19, 12], [11, 13] + [0] * 4]
     )
-    fused = fused_lstm_classifier(network, pooling)
-    assert isinstance(fused, FusedLSTMClassifier)
+    fused = fused_lstm_classifier(network)
+    assert isinstance(fused, FusedLSTMClassifier) and fused.pooling == pooling
     expected = network(ids, training=False).numpy()
     np.testing.assert_allclose(fused(ids).numpy(), expected, atol=1e-6)
     # A row's answer does not depend on the padding beside it.
     np.testing.assert_allclose(fused(ids[1:2, :1]).numpy(), expected[1:2], atol=1e-6)
+    # Mixed precision computes in float16: Keras' own layers are kept.
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        half = recipe.build_network(SimpleNamespace(vocabulary_size=20), options, 3)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert fused_lstm_classifier(half) is None
 
 
 def test_export_serves_the_lstm_through_fused_kernels(tmp_path):
