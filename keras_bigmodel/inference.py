@@ -4,8 +4,9 @@ Keras runs an LSTM on the CPU as a `tf.while_loop` of some twenty small operatio
 word, which at batch 1 costs far more in scheduling than in arithmetic. TensorFlow's
 `BlockLSTMV2` runs a whole sequence in one kernel, with the same gate layout (input,
 forget, cell, output) and activations as Keras' `LSTM`. `export` serves the network through
-it; `model.keras`, training, `eval` and `predict` never see this module, and export checks
-the result against `model.keras` before it writes anything.
+it, and `eval`, `predict` and training's `metrics.json` score through it; `model.keras` and
+training itself never see this module. Export checks the result against `model.keras`
+before it writes anything.
 """
 
 import keras
@@ -21,15 +22,12 @@ class FusedLSTMClassifier(keras.layers.Layer):
     reads it. Takes `[batch, words]` token ids, returns the network's probabilities.
     """
 
-    def __init__(self, network, pooling, **kwargs):
+    def __init__(self, network, directions, pooling, **kwargs):
         super().__init__(**kwargs)
         self.network = network
+        #: the `LSTM` layers, forward then (if bidirectional) backward.
+        self.directions = directions
         self.pooling = pooling
-        recurrent = _recurrent_layer(network)
-        if isinstance(recurrent, keras.layers.Bidirectional):
-            self.directions = [recurrent.forward_layer, recurrent.backward_layer]
-        else:
-            self.directions = [recurrent]
 
     def call(self, ids):
         lengths = tf.reduce_sum(tf.cast(ids > 0, tf.int32), axis=1)
@@ -98,7 +96,7 @@ def fused_lstm_classifier(network):
         ):
             return None
     pooling = "mean" if recurrent.return_sequences else "last"
-    return FusedLSTMClassifier(network, pooling, name=network.name)
+    return FusedLSTMClassifier(network, directions, pooling, name=network.name)
 
 
 def _recurrent_layer(network):
