@@ -13,6 +13,7 @@ import argparse
 import json
 import time
 
+from cli.main import explicit_options, train
 from keras_bigmodel.data.order import TrainingOrder, batches_per_pass
 from keras_bigmodel.models import get_recipe
 from keras_bigmodel.training import quick_to_free, resolve_config
@@ -45,17 +46,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
     args, rest = parser.parse_known_args()
-    # The remaining `--name value` pairs are `bigmodel train` options, as the CLI spells them.
-    flags = {}
-    for i, flag in enumerate(rest):
-        if not flag.startswith("--"):
-            continue
-        name = flag[2:].replace("-", "_")
-        value = rest[i + 1] if i + 1 < len(rest) else "--"
-        if value.startswith("--"):  # a switch: --name or --no-name
-            flags[name.removeprefix("no_")] = not name.startswith("no_")
-        else:
-            flags[name] = int(value) if value.isdigit() else value
+    # The rest are `bigmodel train MODEL` options, parsed by that very command.
+    command = train.commands[args.model]
+    context = command.make_context(args.model, rest)
+    flags = explicit_options(context, context.params)
     seconds, steps = pipeline_seconds(args.model, flags)
     print(json.dumps({"input_seconds_per_pass": seconds, "batches": steps}))
 

@@ -110,20 +110,24 @@ def train():
     """Train a model and write its run directory."""
 
 
+def explicit_options(ctx, params):
+    """The options of `params` given on the command line, not left at their defaults."""
+    return {
+        key: value
+        for key, value in params.items()
+        if ctx.get_parameter_source(key) is not ParameterSource.DEFAULT
+    }
+
+
 def _train_command(name):
     recipe = get_recipe(name)
 
     @click.pass_context
     def command(ctx, config, **params):
         _setup(ctx, quiet=params.get("quiet") is True)
-        explicit = {
-            key: value
-            for key, value in params.items()
-            if ctx.get_parameter_source(key) is not ParameterSource.DEFAULT
-        }
         from keras_bigmodel.training import train as train_model
 
-        result = train_model(name, config=config, **explicit)
+        result = train_model(name, config=config, **explicit_options(ctx, params))
         if not result.is_chief:
             click.echo(f"Worker done; the chief writes the run directory {result.run_dir}")
             return
