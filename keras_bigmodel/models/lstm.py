@@ -63,8 +63,9 @@ class LSTMTextClassifier(TextClassifierRecipe):
         return keras.Model(token_ids, probabilities, name="lstm_classifier")
 
     def serving_model(self, model, options):
-        # One fused kernel per direction instead of Keras' per-word loop: batch-1 answers
-        # in about 0.6 ms instead of 1.4 ms (keras_bigmodel/inference.py).
+        # One fused kernel per direction instead of Keras' per-word loop: the SMS export
+        # answers one text in 0.65-0.89 ms instead of 2.85-3.13 ms on 2 cores
+        # (keras_bigmodel/inference.py).
         from keras_bigmodel.inference import fused_lstm_classifier
 
         fused = fused_lstm_classifier(model.get_layer("lstm_classifier"))
