@@ -18,8 +18,8 @@ from cli.main import bigmodel
 from keras_bigmodel.data import feature_table, features
 from keras_bigmodel.data.order import TrainingOrder
 from keras_bigmodel.errors import UserError
+from keras_bigmodel.least_squares import feature_map, least_squares
 from keras_bigmodel.models import get_recipe
-from keras_bigmodel.models.linear import feature_map, least_squares
 from keras_bigmodel.training import resolve_config
 from tests.tiny_data import EXAMPLES, california_table
 

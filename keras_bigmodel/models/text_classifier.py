@@ -2,8 +2,6 @@
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from keras_bigmodel.config import option
 from keras_bigmodel.graph import plain
 from keras_bigmodel.models.recipe import Recipe
@@ -46,6 +44,7 @@ class TextClassifierRecipe(Recipe):
 
     def fit_preprocessing(self, data, options, seed):
         import keras
+        import numpy as np
 
         from keras_bigmodel.layers import standardize_text
 
