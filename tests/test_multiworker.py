@@ -87,7 +87,13 @@ def test_with_both_corrections_workers_train_identical_weights():
     assert first["loss"] == second["loss"]
 
 
-@pytest.mark.parametrize("streamed", [False, True], ids=["in-memory", "streamed-shards"])
+@pytest.mark.parametrize(
+    "streamed",
+    # In memory, each worker reads every row and keeps its share: the streamed shards go
+    # through more (a split by file); the in-memory case runs in make test-slow.
+    [pytest.param(False, marks=pytest.mark.slow), True],
+    ids=["in-memory", "streamed-shards"],
+)
 def test_two_bigmodel_workers_write_one_run_directory(tmp_path, streamed):
     data = sms_table(tmp_path)
     options = "--strategy multiworker --epochs 2 --batch-size 8 --units 4 --embedding-dim 8"

@@ -112,7 +112,8 @@ def files_digest(folder):
     [
         (signal.SIGKILL, -9, "training", ()),
         (signal.SIGINT, 130, "interrupted", ()),
-        (signal.SIGTERM, 143, "interrupted", ()),
+        # The same path as SIGINT's, with another exit code: make test-slow.
+        pytest.param(signal.SIGTERM, 143, "interrupted", (), marks=pytest.mark.slow),
         # Streamed from disk: each pass shuffled block by block, keyed by the pass.
         (signal.SIGTERM, 143, "interrupted", ("--stream-above-mb", "0", "--seed", "0")),
     ],
