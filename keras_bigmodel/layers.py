@@ -1,8 +1,9 @@
 """The project's registered Keras layers and functions, which saved models name.
 
-`model.keras` files name `bigmodel>standardize_text` and `bigmodel>DecodeImages`.
-`import keras_bigmodel` has this module imported as soon as Keras is (see
-`keras_bigmodel.registration`), so `keras.models.load_model` finds them in safe mode.
+`model.keras` files name `bigmodel>standardize_text`, `bigmodel>DecodeImages` and
+`bigmodel>PositionEmbedding`. `import keras_bigmodel` has this module imported as soon as
+Keras is (see `keras_bigmodel.registration`), so `keras.models.load_model` finds them in
+safe mode.
 """
 
 import keras
@@ -95,3 +96,31 @@ class DecodeImages(keras.layers.Layer):
             "width": self.width,
             "channels": self.channels,
         }
+
+
+@keras.saving.register_keras_serializable(package="bigmodel")
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a learned vector for each position to a sequence of word vectors.
+
+    Takes `[batch, length, dim]` with `length <= max_length`, returns the same shape; the
+    padding mask passes through.
+    """
+
+    def __init__(self, max_length, **kwargs):
+        super().__init__(**kwargs)
+        self.max_length = max_length
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.positions = self.add_weight(
+            shape=(self.max_length, input_shape[-1]),
+            initializer=keras.initializers.RandomUniform(-0.05, 0.05),
+            name="positions",
+        )
+
+    def call(self, inputs):
+        length = keras.ops.shape(inputs)[1]
+        return inputs + keras.ops.cast(self.positions[:length], inputs.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "max_length": self.max_length}

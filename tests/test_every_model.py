@@ -9,13 +9,15 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 import yaml
 
 import keras_bigmodel as kb
+from keras_bigmodel.data.examples import Examples
 from keras_bigmodel.evaluation import model_outputs
-from keras_bigmodel.models import recipe_names
+from keras_bigmodel.models import get_recipe, recipe_names
 from keras_bigmodel.runs import open_run
 from tests.tiny_data import FOR_MODEL
 
@@ -96,6 +98,10 @@ def test_train_save_reload_export_round_trip(tmp_path, name, streamed):
     assert loaded.returncode == 0, loaded.stderr.decode()[-2000:]
     expected = model_outputs(reloaded, examples)
     assert np.all(np.isfinite(expected))
+    text_model = get_recipe(name).reader == "text_table"
+    if text_model:
+        check_padding_changes_nothing(lambda texts: reloaded.predict({"text": texts}, verbose=0))
+        check_scoring_keeps_row_order(reloaded)
 
     target = kb.export(run_dir, tmp_path / "export")
     assert target == tmp_path / "export" / "1"
@@ -113,3 +119,29 @@ def test_train_save_reload_export_round_trip(tmp_path, name, streamed):
         np.testing.assert_allclose(
             outputs["prediction"].numpy(), expected.reshape(-1), rtol=1e-5, atol=1e-5
         )
+    if text_model:
+        check_padding_changes_nothing(
+            lambda texts: signature(text=tf.constant(texts.tolist()))["probabilities"].numpy()
+        )
+
+
+SHORT = "call now to claim your prize"
+LONG = " ".join(["see you at the station later tonight"] * 20)
+
+
+def check_padding_changes_nothing(predict):
+    """A text's outputs are the same alone and in a batch padded to a far longer text: the
+    padding mask reaches every layer that mixes positions (recurrence, attention, pooling).
+    `predict` maps an object array of texts to their outputs."""
+    alone = predict(np.array([SHORT], dtype=object))
+    beside = predict(np.array([SHORT, LONG, "", "!!!"], dtype=object))
+    np.testing.assert_allclose(alone[0], beside[0], atol=1e-5)
+    assert np.all(np.isfinite(beside))  # empty and unknown-only texts are fine too
+
+
+def check_scoring_keeps_row_order(model):
+    """Scoring runs the texts shortest first, and gives the outputs back in row order."""
+    texts = np.array([LONG, SHORT, "", "!!!", "call me", LONG + " now", SHORT], dtype=object)
+    examples = Examples({"text": texts}, None, pd.DataFrame({"text": texts}), "texts", [])
+    one_by_one = [model.predict({"text": texts[i : i + 1]}, verbose=0)[0] for i in range(7)]
+    np.testing.assert_allclose(model_outputs(model, examples), one_by_one, atol=1e-5)

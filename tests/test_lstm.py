@@ -7,29 +7,10 @@ import pandas as pd
 import pytest
 
 import keras_bigmodel as kb
-from keras_bigmodel.data.examples import Examples
-from keras_bigmodel.evaluation import model_outputs
 from keras_bigmodel.runs import open_run
 from tests.tiny_data import lstm_data
 
 TINY = {"epochs": 2, "batch_size": 8, "quiet": True}
-
-
-def test_predictions_do_not_depend_on_batch_padding(tmp_path):
-    data, options = lstm_data(tmp_path)
-    run_dir = kb.train("lstm", data=data, out=tmp_path / "run", **TINY, **options).run_dir
-    model = open_run(run_dir).load_model()
-    short = "call now to claim your prize"
-    long = " ".join(["see you at the station later tonight"] * 20)
-    alone = model.predict({"text": np.array([short], dtype=object)}, verbose=0)
-    beside = model.predict({"text": np.array([short, long, "", "!!!"], dtype=object)}, verbose=0)
-    np.testing.assert_allclose(alone[0], beside[0], atol=1e-5)
-    assert np.all(np.isfinite(beside))  # empty and unknown-only texts are fine too
-    # Scoring runs the texts shortest first, and gives the outputs back in row order.
-    texts = np.array([long, short, "", "!!!", "call me", long + " now", short], dtype=object)
-    examples = Examples({"text": texts}, None, pd.DataFrame({"text": texts}), "texts", [])
-    one_by_one = [model.predict({"text": texts[i : i + 1]}, verbose=0)[0] for i in range(7)]
-    np.testing.assert_allclose(model_outputs(model, examples), one_by_one, atol=1e-5)
 
 
 def test_vocabulary_keeps_frequent_training_words_only(tmp_path):
@@ -82,10 +63,10 @@ def test_the_exports_fused_lstm_computes_what_the_network_computes(bidirectional
     from keras_bigmodel.models import get_recipe
 
     recipe = get_recipe("lstm")
-    options = recipe.options_class(
-        bidirectional=bidirectional, pooling=pooling, units=6, embedding_dim=5
-    )
-    network = recipe.build_network(SimpleNamespace(vocabulary_size=20), options, 3)
+    options = recipe.options_class(bidirectional=bidirectional, pooling=pooling, units=6)
+    # What build_network reads of TextPreprocessing, without a vocabulary to adapt.
+    preprocessing = SimpleNamespace(vocabulary_size=20, vectors=None, embedding_dim=5)
+    network = recipe.build_network(preprocessing, options, 3)
     rng = np.random.default_rng(0)  # biases too: Keras starts them at 0
     network.set_weights([rng.normal(0, 0.7, w.shape) for w in network.get_weights()])
     # Rows of 4, 1, 6 and 2 words, padded at the end as the vectorizer pads them.
@@ -101,7 +82,7 @@ def test_the_exports_fused_lstm_computes_what_the_network_computes(bidirectional
     # Mixed precision computes in float16: Keras' own layers are kept.
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        half = recipe.build_network(SimpleNamespace(vocabulary_size=20), options, 3)
+        half = recipe.build_network(preprocessing, options, 3)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert fused_lstm_classifier(half) is None

@@ -32,6 +32,14 @@ def lstm_data(folder):
 FOR_MODEL["lstm"] = lstm_data
 
 
+def transformer_data(folder):
+    options = {"embedding_dim": 8, "num_heads": 2, "num_layers": 1, "ff_dim": 8}
+    return sms_table(folder), {**options, "min_frequency": 1}
+
+
+FOR_MODEL["transformer"] = transformer_data
+
+
 def digit_folder(folder, digits=(0, 1, 2), per_digit=10):
     """Writes the first `per_digit` 8x8 scikit-learn digits of each digit as grayscale PNGs
     in `folder/digits/<digit>/`."""

@@ -42,9 +42,7 @@ class LSTMTextClassifier(TextClassifierRecipe):
         import keras
 
         token_ids = keras.Input(shape=(None,), dtype="int64", name="token_ids")
-        x = keras.layers.Embedding(
-            preprocessing.vocabulary_size, options.embedding_dim, mask_zero=True, name="embedding"
-        )(token_ids)
+        x = self.word_embedding(preprocessing, options)(token_ids)
         x = keras.layers.SpatialDropout1D(options.embedding_dropout, name="embedding_dropout")(x)
         # The mean over every word's output (the mask keeps padding out of it) lets a
         # telling word anywhere in a long text count as much as one near its end.

@@ -81,6 +81,11 @@ class Recipe:
         """Returns the model from raw inputs (`Examples.inputs`) to probabilities (or values)."""
         raise NotImplementedError
 
+    def describe(self, preprocessing):
+        """Returns what `run.yaml` records of the adapted preprocessing beyond the options,
+        as a dict of sections (the text models': their pretrained vectors' coverage)."""
+        return {}
+
     def serving_model(self, model, options):
         """Returns what `export` serves for the end-to-end `model`: the model itself, or a
         faster graph of the same inputs and outputs (export checks it against `model`)."""

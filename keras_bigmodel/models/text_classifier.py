@@ -1,10 +1,17 @@
-"""What every text classifier shares: the vocabulary, per-batch padding, the raw-text wrapper."""
+"""What every text classifier shares: the vocabulary, word vectors (pretrained or not),
+per-batch padding, the raw-text wrapper."""
 
+import logging
 from dataclasses import dataclass
 
 from keras_bigmodel.config import option
+from keras_bigmodel.errors import UserError
 from keras_bigmodel.graph import plain
 from keras_bigmodel.models.recipe import Recipe
+
+log = logging.getLogger(__name__)
+#: the size of each word vector when neither --embedding-dim nor --embeddings says.
+DEFAULT_EMBEDDING_DIM = 64
 
 
 @dataclass
@@ -18,7 +25,20 @@ class TextClassifierOptions:
         2, "Keep only words seen at least this often in the training text.", minimum=1
     )
     max_length: int = option(200, "Tokens kept from the start of each text.", minimum=1)
-    embedding_dim: int = option(64, "Size of each word vector.", minimum=1)
+    embedding_dim: int | None = option(
+        None,
+        f"Size of each word vector [default: {DEFAULT_EMBEDDING_DIM}, or the --embeddings file's].",
+        minimum=1,
+    )
+    embeddings: str | None = option(
+        None,
+        "Start the word vectors from pretrained ones: a GloVe / word2vec text file, or a "
+        ".npy file with its words (one per line, in row order) in FILE.vocab or "
+        "vocabulary.txt beside it. Words it lacks start random.",
+    )
+    freeze_embeddings: bool = option(
+        False, "Keep the --embeddings vectors as they are while training (all words)."
+    )
     dropout: float = option(0.5, "Dropout rate before the classifier.", minimum=0.0, below=1.0)
     bucket_by_length: bool = option(
         True, "Batch texts of similar length together, so batches carry little padding."
@@ -27,9 +47,13 @@ class TextClassifierOptions:
 
 @dataclass
 class TextPreprocessing:
-    """The adapted vectorizer, shared by the training pipeline and the end-to-end model."""
+    """The adapted vectorizer, shared by the training pipeline and the end-to-end model,
+    and the word vectors the embedding starts from, if pretrained."""
 
     vectorizer: object
+    #: `keras_bigmodel.embeddings.PretrainedVectors`, or None.
+    vectors: object = None
+    embedding_dim: int = DEFAULT_EMBEDDING_DIM
 
     @property
     def vocabulary_size(self):
@@ -59,13 +83,76 @@ class TextClassifierRecipe(Recipe):
             counts += np.bincount(ids.ravel(), minlength=len(counts))
         words = probe.get_vocabulary()[2:]  # past the padding and out-of-vocabulary tokens
         kept = [w for w, c in zip(words, counts[2:], strict=True) if c >= options.min_frequency]
+        kept = kept[: options.max_tokens - 2]
         vectorizer = keras.layers.TextVectorization(
             standardize=standardize_text,
             output_mode="int",
-            vocabulary=kept[: options.max_tokens - 2] or ["[EMPTY]"],
+            vocabulary=kept or ["[EMPTY]"],
             name="vectorizer",
         )
-        return TextPreprocessing(vectorizer=vectorizer)
+        if not options.embeddings:
+            if options.freeze_embeddings:
+                raise UserError(
+                    "--freeze-embeddings keeps pretrained vectors as they are: give them "
+                    "with --embeddings FILE."
+                )
+            dim = options.embedding_dim or DEFAULT_EMBEDDING_DIM
+            return TextPreprocessing(vectorizer=vectorizer, embedding_dim=dim)
+        from keras_bigmodel.embeddings import read_vectors
+
+        # How often each entry of the vocabulary occurs: padding, out-of-vocabulary (every
+        # word left out), then the kept words.
+        seen = dict(zip(words, counts[2:].tolist(), strict=True))
+        kept_counts = [seen.get(word, 0) for word in kept]
+        total = int(counts[2:].sum())
+        vectors = read_vectors(
+            options.embeddings,
+            vectorizer.get_vocabulary(),
+            [0, total - sum(kept_counts), *kept_counts],
+            seed,
+        )
+        if options.embedding_dim not in (None, vectors.dim):
+            raise UserError(
+                f"--embedding-dim {options.embedding_dim}: the vectors of --embeddings "
+                f"{options.embeddings} have {vectors.dim} numbers each; leave --embedding-dim "
+                "out, or give it the file's size."
+            )
+        coverage = vectors.coverage()
+        log.info(
+            "Pretrained vectors for %d of %d words (%.1f%%), %.1f%% of the training tokens, "
+            "from %s.",
+            coverage["vocabulary_found"],
+            coverage["vocabulary"],
+            100 * coverage["vocabulary_share"],
+            100 * coverage["token_share"],
+            options.embeddings,
+        )
+        return TextPreprocessing(vectorizer=vectorizer, vectors=vectors, embedding_dim=vectors.dim)
+
+    def describe(self, preprocessing):
+        if preprocessing.vectors is None:
+            return {}
+        return {"pretrained_vectors": preprocessing.vectors.coverage()}
+
+    def word_embedding(self, preprocessing, options):
+        """The network's first layer: a vector per token id, 0 (padding) masked; started
+        from the pretrained vectors where given, and frozen with --freeze-embeddings."""
+        import keras
+
+        vectors = preprocessing.vectors
+        layer = keras.layers.Embedding(
+            preprocessing.vocabulary_size,
+            preprocessing.embedding_dim,
+            mask_zero=True,
+            trainable=vectors is None or not options.freeze_embeddings,
+            name="embedding",
+        )
+        if vectors is not None:
+            # Assigned, not passed as an initializer: an initializer's value would be
+            # written into the model's config, the whole matrix as JSON.
+            layer.build((None, None))
+            layer.embeddings.assign(vectors.matrix)
+        return layer
 
     def network_dataset(self, batches, preprocessing, options):
         import tensorflow as tf
