@@ -28,6 +28,10 @@ demo: $(STAMP)
 		--label-column Label --out $(DEMO)/runs/lstm
 	$(BIN)/bigmodel eval $(DEMO)/runs/lstm --data $(DEMO)/sms/test.tsv
 	$(BIN)/bigmodel export $(DEMO)/runs/lstm --out $(DEMO)/exports/sms_spam
+	$(BIN)/bigmodel train transformer --data $(DEMO)/sms/train.tsv --text-column SMS \
+		--label-column Label --out $(DEMO)/runs/transformer
+	$(BIN)/bigmodel eval $(DEMO)/runs/transformer --data $(DEMO)/sms/test.tsv
+	$(BIN)/bigmodel export $(DEMO)/runs/transformer --out $(DEMO)/exports/sms_spam_transformer
 	$(BIN)/python examples/make_digits.py $(DEMO)/digits --test 0.2
 	$(BIN)/bigmodel train cnn --data $(DEMO)/digits/train --out $(DEMO)/runs/cnn
 	$(BIN)/bigmodel eval $(DEMO)/runs/cnn --data $(DEMO)/digits/test
@@ -42,6 +46,7 @@ demo: $(STAMP)
 	@echo "Run directory: $(DEMO)/runs/lstm   (model.keras, metrics.json, plots/, logs/)"
 	@echo "Evaluation:    $(DEMO)/runs/lstm/eval/test/"
 	@echo "Export:        $(DEMO)/exports/sms_spam/1   (TensorFlow Serving layout)"
+	@echo "Transformer:   $(DEMO)/runs/transformer, $(DEMO)/exports/sms_spam_transformer/1"
 	@echo "Digits CNN:    $(DEMO)/runs/cnn, $(DEMO)/exports/digits/1"
 	@echo "Housing linear: $(DEMO)/runs/linear, $(DEMO)/exports/housing/1"
 

@@ -317,8 +317,10 @@ def latency(work, tiny, trained=None):
             check=True,
             capture_output=True,
         )
+    text = ["--data", sms_train, "--text-column", "SMS", "--label-column", "Label"]
     trainings = {
-        "lstm": ["lstm", "--data", sms_train, "--text-column", "SMS", "--label-column", "Label"],
+        "lstm": ["lstm", *text],
+        "transformer": ["transformer", *text],
         "cnn": ["cnn", "--data", digits],
         "linear": ["linear", "--data", HOUSING, "--target", "median_house_value"],
     }
