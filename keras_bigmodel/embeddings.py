@@ -99,7 +99,7 @@ def _read_text(path, wanted):
     """Reads a GloVe / word2vec text file line by line; returns the dimension and the
     vectors of the wanted words by vocabulary index. Every line's count of numbers is
     checked; the numbers themselves only on the lines that are kept."""
-    found, dim = {}, None
+    found, dim, number = {}, None, 0
     with open(path, encoding="utf-8", errors="strict") as lines:
         try:
             for number, line in enumerate(lines, start=1):
@@ -129,7 +129,7 @@ def _read_text(path, wanted):
                     raise _malformed(path, number, "a value that is not a number") from None
         except UnicodeDecodeError as exc:
             raise UserError(
-                f"--embeddings {path}: line {number + 1} is not UTF-8 text ({exc.reason}); "
+                f"--embeddings {path}: near line {number + 1}, not UTF-8 text ({exc.reason}); "
                 "give a GloVe / word2vec text file or a .npy file."
             ) from None
     if dim is None:

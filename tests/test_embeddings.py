@@ -148,14 +148,15 @@ def test_npy_and_word2vec_files_give_the_same_matrix_as_glove(tmp_path, vectors)
         ("call 0.1 0.2 0.3\nnow 0.1 x 0.3\n", "line 2 has a value that is not a number"),
         ("call 0.1 0.2 0.3\nnow 0.1 0.2 0.3 0.4\n", "line 2 has 4 numbers, where the file has 3"),
         ("", "the file holds no vectors"),
+        ("\x00\xff\xfe binary", "near line 1, not UTF-8 text"),
         ("nothing 0.1 0.2 0.3\n", "none of the"),
     ],
-    ids=["short-line", "not-a-number", "long-line", "empty", "no-word-found"],
+    ids=["short-line", "not-a-number", "long-line", "empty", "binary", "no-word-found"],
 )
 def test_a_bad_vector_file_is_named_with_its_line(tmp_path, content, message):
     data = sms_table(tmp_path, rows_per_class=10)
     path = tmp_path / "vectors.txt"
-    path.write_text(content)
+    path.write_bytes(content.encode("latin-1"))
     result = CliRunner().invoke(
         bigmodel,
         ["train", "lstm", "--data", str(data), "--embeddings", str(path),
