@@ -35,6 +35,7 @@ class TextClassifierOptions:
         "Start the word vectors from pretrained ones: a GloVe / word2vec text file, or a "
         ".npy file with its words (one per line, in row order) in FILE.vocab or "
         "vocabulary.txt beside it. Words it lacks start random.",
+        metavar="FILE",
     )
     freeze_embeddings: bool = option(
         False, "Keep the --embeddings vectors as they are while training (all words)."
