@@ -1,5 +1,6 @@
 """Every registered model passes the same checks: build, fit a few steps, save, reload in
-safe mode, export, reload the export, and give the same outputs all the way through."""
+safe mode, export, reload the export, and give the same outputs all the way through; a
+text model's outputs also do not depend on the padding of the batch a text is in."""
 
 import ast
 import json

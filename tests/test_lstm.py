@@ -1,4 +1,6 @@
-"""The text classifier's own behaviour: vocabulary, padding, empty texts, reproducibility."""
+"""The lstm's own behaviour: vocabulary, reproducibility, scoring samples, the fused export.
+
+Padding and empty texts are checked for every text model in `test_every_model.py`."""
 
 from types import SimpleNamespace
 
