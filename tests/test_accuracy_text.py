@@ -1,4 +1,4 @@
-"""Accuracy of the text classifier with default settings on full real data (make test-slow)."""
+"""Accuracy of the text classifiers with default settings on full real data (make test-slow)."""
 
 import csv
 import subprocess
@@ -13,7 +13,8 @@ from tests.tiny_data import EXAMPLES
 
 
 @pytest.mark.slow
-def test_sms_spam_held_out_fifth(tmp_path):
+@pytest.mark.parametrize("model", ["lstm", "transformer"])
+def test_sms_spam_held_out_fifth(tmp_path, model):
     subprocess.run(
         [
             sys.executable,
@@ -30,7 +31,7 @@ def test_sms_spam_held_out_fifth(tmp_path):
     assert len(frame) == 1114
     started = time.perf_counter()
     result = kb.train(
-        "lstm",
+        model,
         data=train,
         text_column="SMS",
         label_column="Label",
@@ -40,7 +41,7 @@ def test_sms_spam_held_out_fifth(tmp_path):
     seconds = time.perf_counter() - started
     metrics = kb.evaluate(result.run_dir, test)
     print(
-        f"sms_spam held-out accuracy {metrics['accuracy']:.4f}, f1_macro "
+        f"{model} sms_spam held-out accuracy {metrics['accuracy']:.4f}, f1_macro "
         f"{metrics['f1_macro']:.4f}, trained in {seconds:.0f} s"
     )
     assert metrics["accuracy"] >= 0.985
