@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from keras_bigmodel.config import option
 from keras_bigmodel.graph import plain
-from keras_bigmodel.models.recipe import Recipe
+from keras_bigmodel.models.recipe import Recipe, softmax_output
 from keras_bigmodel.models.registry import register
 
 
@@ -85,10 +85,7 @@ class CNNImageClassifier(Recipe):
             # "same" padding lets a small image pass through more blocks than it has halvings.
             x = keras.layers.MaxPooling2D(2, padding="same", name=f"block{block}_pool")(x)
         x = keras.layers.GlobalAveragePooling2D(name="mean_over_positions")(x)
-        x = keras.layers.Dropout(options.dropout, name="dropout")(x)
-        probabilities = keras.layers.Dense(
-            num_outputs, activation="softmax", dtype="float32", name="probabilities"
-        )(x)
+        probabilities = softmax_output(x, options.dropout, num_outputs)
         return keras.Model(pixels, probabilities, name="cnn_classifier")
 
     def end_to_end(self, network, preprocessing, options):

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from keras_bigmodel.config import option
+from keras_bigmodel.models.recipe import softmax_output
 from keras_bigmodel.models.registry import register
 from keras_bigmodel.models.text_classifier import (
     TextClassifierOptions,
@@ -54,10 +55,7 @@ class LSTMTextClassifier(TextClassifierRecipe):
         features = recurrent(x)
         if options.pooling == "mean":
             features = keras.layers.GlobalAveragePooling1D(name="mean_over_words")(features)
-        x = keras.layers.Dropout(options.dropout, name="dropout")(features)
-        probabilities = keras.layers.Dense(
-            num_outputs, activation="softmax", dtype="float32", name="probabilities"
-        )(x)
+        probabilities = softmax_output(features, options.dropout, num_outputs)
         return keras.Model(token_ids, probabilities, name="lstm_classifier")
 
     def serving_model(self, model, options):

@@ -90,3 +90,18 @@ class Recipe:
         """Returns what `export` serves for the end-to-end `model`: the model itself, or a
         faster graph of the same inputs and outputs (export checks it against `model`)."""
         return model
+
+
+def softmax_output(features, dropout, num_outputs):
+    """The end of every classifier network: dropout, then a softmax over the classes.
+
+    The softmax layer computes in float32 even under mixed precision, so probabilities
+    and the loss keep their precision, and is named `probabilities`: the fused lstm
+    export (`keras_bigmodel.inference`) finds it by that name.
+    """
+    import keras
+
+    x = keras.layers.Dropout(dropout, name="dropout")(features)
+    return keras.layers.Dense(
+        num_outputs, activation="softmax", dtype="float32", name="probabilities"
+    )(x)

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from keras_bigmodel.config import option
+from keras_bigmodel.models.recipe import softmax_output
 from keras_bigmodel.models.registry import register
 from keras_bigmodel.models.text_classifier import TextClassifierOptions, TextClassifierRecipe
 
@@ -51,10 +52,7 @@ class TransformerTextClassifier(TextClassifierRecipe):
         for block in range(1, options.num_layers + 1):
             x = encoder_block(x, options, key_dim, f"block{block}")
         x = keras.layers.GlobalAveragePooling1D(name="mean_over_words")(x)
-        x = keras.layers.Dropout(options.dropout, name="dropout")(x)
-        probabilities = keras.layers.Dense(
-            num_outputs, activation="softmax", dtype="float32", name="probabilities"
-        )(x)
+        probabilities = softmax_output(x, options.dropout, num_outputs)
         return keras.Model(token_ids, probabilities, name="transformer_classifier")
 
 
