@@ -77,20 +77,21 @@ def read_vectors(path, vocabulary, counts, seed):
             f"--embeddings {path}: none of the {len(wanted)} vocabulary words has a vector "
             "there; is it a file of word vectors for this language and casing (lower case)?"
         )
-    vectors = np.stack([found[index] for index in sorted(found)])
+    rows = sorted(found)
+    vectors = np.stack([found[index] for index in rows])
     # Random rows of the found vectors' spread, so that no word starts out louder or
     # quieter than the others (as Kim, 2014, initialised words missing from word2vec).
     rng = np.random.default_rng(seed)
     matrix = rng.normal(0.0, vectors.std(), size=(len(vocabulary), dim)).astype("float32")
     matrix[0] = 0.0  # padding: masked, never read
-    matrix[sorted(found)] = vectors
+    matrix[rows] = vectors
     counts = np.asarray(counts)
     return PretrainedVectors(
         matrix=matrix,
         path=str(path),
         words_found=len(found),
         words=len(wanted),
-        tokens_found=int(counts[sorted(found)].sum()),
+        tokens_found=int(counts[rows].sum()),
         tokens=int(counts[1:].sum()),
     )
 

@@ -83,8 +83,12 @@ class TextClassifierRecipe(Recipe):
             ids = np.asarray(probe(texts[start : start + 1024]))
             counts += np.bincount(ids.ravel(), minlength=len(counts))
         words = probe.get_vocabulary()[2:]  # past the padding and out-of-vocabulary tokens
-        kept = [w for w, c in zip(words, counts[2:], strict=True) if c >= options.min_frequency]
-        kept = kept[: options.max_tokens - 2]
+        frequent = [
+            (word, int(count))
+            for word, count in zip(words, counts[2:], strict=True)
+            if count >= options.min_frequency
+        ][: options.max_tokens - 2]
+        kept = [word for word, _ in frequent]
         vectorizer = keras.layers.TextVectorization(
             standardize=standardize_text,
             output_mode="int",
@@ -103,8 +107,7 @@ class TextClassifierRecipe(Recipe):
 
         # How often each entry of the vocabulary occurs: padding, out-of-vocabulary (every
         # word left out), then the kept words.
-        seen = dict(zip(words, counts[2:].tolist(), strict=True))
-        kept_counts = [seen.get(word, 0) for word in kept]
+        kept_counts = [count for _, count in frequent]
         total = int(counts[2:].sum())
         vectors = read_vectors(
             options.embeddings,
