@@ -261,6 +261,7 @@ def _train(model, resolved, place, chief, stop, started):
         restored = read_checkpoint(place.workdir / CHECKPOINTS)
     progress = restored.progress if restored else Progress()
     preprocessing = recipe.fit_preprocessing(data, options, settings.seed)
+    info["config"].update(recipe.settled_options(preprocessing))
     info.update(recipe.describe(preprocessing))
     order = TrainingOrder(settings.seed)
     batches = data.datasets(

@@ -97,7 +97,9 @@ def test_frozen_vectors_stay_as_the_file_gives_them(tmp_path, vectors, name):
     assert np.all(np.abs(matrix[missing]).sum(axis=1) > 0)  # random, not zero
 
     # Coverage, counted here on the training text with the model's own tokenizer.
-    recorded = yaml.safe_load((result.run_dir / "run.yaml").read_text())["pretrained_vectors"]
+    info = yaml.safe_load((result.run_dir / "run.yaml").read_text())
+    assert info["config"]["embedding_dim"] == DIM  # as resolved, not left unset
+    recorded = info["pretrained_vectors"]
     ids = np.asarray(model.get_layer("vectorizer")(pd.read_csv(data)["text"].tolist()))
     tokens = ids[ids > 0]
     assert recorded["vocabulary_found"] == len(found)

@@ -101,6 +101,10 @@ def test_train_save_reload_export_round_trip(tmp_path, name, streamed):
     assert np.all(np.isfinite(expected))
     text_model = get_recipe(name).reader == "text_table"
     if text_model:
+        # run.yaml records the size the embedding was built with.
+        config = yaml.safe_load((run_dir / "run.yaml").read_text())["config"]
+        network = next(layer for layer in reloaded.layers if hasattr(layer, "get_layer"))
+        assert config["embedding_dim"] == network.get_layer("embedding").output_dim
         check_padding_changes_nothing(lambda texts: reloaded.predict({"text": texts}, verbose=0))
         check_scoring_keeps_row_order(reloaded)
 

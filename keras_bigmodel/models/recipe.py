@@ -81,6 +81,12 @@ class Recipe:
         """Returns the model from raw inputs (`Examples.inputs`) to probabilities (or values)."""
         raise NotImplementedError
 
+    def settled_options(self, preprocessing):
+        """Returns the options left unset (None) that the adapted preprocessing decided, by
+        name, so `run.yaml` records the configuration the model was built with (the text
+        models' `embedding_dim`: 64, or the size of the `--embeddings` vectors)."""
+        return {}
+
     def describe(self, preprocessing):
         """Returns what `run.yaml` records of the adapted preprocessing beyond the options,
         as a dict of sections (the text models': their pretrained vectors' coverage)."""

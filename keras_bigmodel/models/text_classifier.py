@@ -133,6 +133,9 @@ class TextClassifierRecipe(Recipe):
         )
         return TextPreprocessing(vectorizer=vectorizer, vectors=vectors, embedding_dim=vectors.dim)
 
+    def settled_options(self, preprocessing):
+        return {"embedding_dim": preprocessing.embedding_dim}
+
     def describe(self, preprocessing):
         if preprocessing.vectors is None:
             return {}
