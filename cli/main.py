@@ -235,10 +235,21 @@ def predict(ctx, run_dir, data, out, **overrides):
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["saved_model", "tflite"]),
+    type=click.Choice(["saved_model", "tflite", "onnx"]),
     default="saved_model",
     show_default=True,
-    help="Artifact format.",
+    help="Artifact format: a TensorFlow Serving SavedModel (raw inputs), or a TFLite or ONNX "
+    "file (taking token ids or decoded pixels where the format cannot hold the preprocessing; "
+    "ONNX needs the onnx extra).",
+)
+@click.option(
+    "--quantize",
+    type=click.Choice(["none", "dynamic", "float16", "int8"]),
+    default="none",
+    show_default=True,
+    help="TFLite only: store weights in 8 bits (dynamic) or 16 (float16), or compute in 8 "
+    "bits (int8, calibrated on the run's sample). Refused if labels then disagree with "
+    "model.keras on more than 5% of the sample.",
 )
 @click.option(
     "--version",
@@ -247,13 +258,14 @@ def predict(ctx, run_dir, data, out, **overrides):
 )
 @debug_option
 @click.pass_context
-def export(ctx, run_dir, out, fmt, version):
-    """Export a run's model for serving (TensorFlow Serving layout)."""
+def export(ctx, run_dir, out, fmt, version, quantize):
+    """Export a run's model for serving (TensorFlow Serving layout), TFLite or ONNX."""
     _setup(ctx)
     from keras_bigmodel.exporting import export as export_model
+    from keras_bigmodel.exporting import summary
 
-    target = export_model(run_dir, out, format=fmt, version=version)
-    click.echo(f"Exported {fmt} to {target} (checked against model.keras)")
+    target = export_model(run_dir, out, format=fmt, version=version, quantize=quantize)
+    click.echo(f"Exported {fmt} to {target}: {summary(target)}")
 
 
 @bigmodel.command()
@@ -269,7 +281,7 @@ def export(ctx, run_dir, out, fmt, version):
 @click.pass_context
 def inspect(ctx, path, as_json, fmt):
     """Describe a data file or folder, a run directory or an export."""
-    _setup(ctx, quiet=True, tensorflow=os.path.isdir(path))
+    _setup(ctx, quiet=True, tensorflow=os.path.isdir(path) or path.endswith((".tflite", ".onnx")))
     import yaml
 
     from keras_bigmodel.inspection import inspect_path

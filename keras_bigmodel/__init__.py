@@ -46,8 +46,8 @@ def predict(run_dir, data, out=None, **overrides):
     return _predict(run_dir, data, out=out, **overrides)
 
 
-def export(run_dir, out, format="saved_model", version=None):
+def export(run_dir, out, format="saved_model", version=None, quantize="none"):
     """Exports a run's model for serving; see `keras_bigmodel.exporting.export`."""
     from keras_bigmodel.exporting import export as _export
 
-    return _export(run_dir, out, format=format, version=version)
+    return _export(run_dir, out, format=format, version=version, quantize=quantize)

@@ -1,6 +1,10 @@
-"""Exporting a run's model for serving: SavedModel (TensorFlow Serving layout) and TFLite."""
+"""Exporting a run's model: SavedModel (TensorFlow Serving layout), TFLite and ONNX.
 
-import re
+Every artifact is reloaded and checked against `model.keras` on the training sample kept
+in the run directory before its version folder appears. The version folder also holds
+`export.json`: the format, quantization, size and the agreement measured.
+"""
+
 from pathlib import Path
 
 import numpy as np
@@ -9,55 +13,154 @@ from keras_bigmodel.errors import UserError
 from keras_bigmodel.evaluation import model_outputs
 from keras_bigmodel.runs import LABELS_FILE, atomic_path, open_run, write_json
 
-FORMATS = ("saved_model", "tflite")
+FORMATS = ("saved_model", "tflite", "onnx")
+QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
+#: the largest difference from model.keras of an unquantized artifact (probabilities; a
+#: regression's values relative to their scale).
 TOLERANCE = 1e-4
+#: the least share of the sample's rows a quantized classifier must label as model.keras
+#: does. 64 sample rows: at most three may change. The digits cnn keeps all of them.
+MIN_LABEL_AGREEMENT = 0.95
+#: the largest mean difference of a quantized regression from model.keras, relative to
+#: the mean size of model.keras' predictions on the sample.
+MAX_RELATIVE_ERROR = 0.02
+EXPORT_FILE = "export.json"
+PREPROCESSING_FILE = "preprocessing.json"
+MODEL_FILES = {"tflite": "model.tflite", "onnx": "model.onnx"}
 
 
-def export(run_dir, out, format="saved_model", version=None):
+def export(run_dir, out, format="saved_model", version=None, quantize="none"):
     """Exports a run's model into `out/<version>/` and checks the artifact before returning.
 
     Args:
         run_dir: a run directory written by `train`.
         out: the export folder; each version is a numbered sub-folder.
-        format: `saved_model` (TensorFlow Serving) or `tflite`.
+        format: `saved_model` (TensorFlow Serving), `tflite` or `onnx`.
         version: the version number; by default one more than the newest there (1 at first).
             An existing version is never overwritten.
+        quantize: for TFLite, `none`, `dynamic` (8-bit weights), `float16` (16-bit weights)
+            or `int8` (8-bit weights and activations, calibrated on the run's sample).
 
     Returns:
-        The path of the version folder written.
+        The path of the version folder written; its `export.json` says what was measured.
 
     Raises:
-        UserError: an unknown format, an existing version, or a model the format cannot
-            express.
+        UserError: an unknown format, an existing version, a model the format cannot
+            express, or a quantized model that disagrees with `model.keras`.
     """
     if format not in FORMATS:
         raise UserError(f"--format {format}: choose one of {', '.join(FORMATS)}.")
+    if quantize not in QUANTIZATIONS:
+        raise UserError(f"--quantize {quantize}: choose one of {', '.join(QUANTIZATIONS)}.")
+    if quantize != "none" and format != "tflite":
+        raise UserError(
+            f"--quantize {quantize} applies to --format tflite only, not --format {format}."
+        )
     run = open_run(run_dir)
     out = Path(out)
     version = _choose_version(out, version)
     target = out / str(version)
     model = run.load_model()
+    if format == "onnx":
+        refusal = run.recipe.onnx_refusal(model)
+        if refusal:
+            raise UserError(f"--format onnx: {refusal}.")
+        from keras_bigmodel.onnx_export import missing_extra
+
+        if missing_extra():
+            raise UserError(missing_extra() + ".")
+    if quantize == "int8" and run.recipe.int8_refusal:
+        raise UserError(f"--quantize int8: {run.recipe.int8_refusal}.")
     class_names = run.class_names()
     # The training rows kept in the run directory: export needs no training data.
     sample = run.sample_examples()
     expected = model_outputs(model, sample)
+    record = {"format": format, "model": run.model_name, "run": str(run.path)}
     with atomic_path(target) as tmp:
         if format == "saved_model":
             write_saved_model(run.recipe.serving_model(model, run.options()), tmp, class_names)
-            _check_outputs(_saved_model_outputs(tmp, sample), expected, class_names, "SavedModel")
+            outputs = _saved_model_outputs(tmp, sample)
+            _check_outputs(_main_output(outputs, class_names), expected, class_names, "SavedModel")
+            _check_labels(outputs["label"], expected, class_names, "SavedModel")
+            record["bytes"] = _size(tmp)
         else:
-            # TFLite converts Keras' own layers (an LSTM's loop included), not fused kernels.
-            write_saved_model(model, tmp, class_names)
-            saved_model = tmp.with_name("saved_model")
-            tmp.rename(saved_model)
+            portable = run.recipe.portable_model(model, run.options())
+            feeds = portable.prepare(sample)
             tmp.mkdir()
-            write_tflite(saved_model, tmp / "model.tflite")
-            if class_names:
-                write_json(tmp / LABELS_FILE, class_names)
-            _check_outputs(
-                _tflite_outputs(tmp / "model.tflite", sample), expected, class_names, "TFLite"
-            )
+            path = tmp / MODEL_FILES[format]
+            scratch = tmp.parent / "saved_model"
+            if format == "tflite":
+                from keras_bigmodel import tflite_export
+
+                record.update(
+                    tflite_export.write(portable, path, class_names, quantize, feeds, scratch)
+                )
+                outputs = tflite_export.outputs(path, feeds)
+            else:
+                from keras_bigmodel import onnx_export
+
+                onnx_export.write(portable, path, class_names)
+                record["bytes"] = path.stat().st_size
+                outputs = onnx_export.outputs(path, feeds)
+            got = _main_output(outputs, class_names)
+            if quantize == "none":
+                _check_outputs(got, expected, class_names, MODEL_FILES[format])
+            else:
+                record["agreement"] = _check_agreement(got, expected, class_names, quantize)
+            record["quantize"] = quantize
+            record["inputs"] = {spec.name: describe_spec(spec) for spec in portable.specs}
+            if portable.preprocessing is not None:
+                write_json(tmp / PREPROCESSING_FILE, portable.preprocessing)
+            for name, text in portable.files.items():
+                (tmp / name).write_text(text, encoding="utf-8")
+        if class_names:
+            write_json(tmp / LABELS_FILE, class_names)
+        write_json(tmp / EXPORT_FILE, record)
     return target
+
+
+def summary(target):
+    """One line on what `export.json` of a version folder records: size, quantization and
+    the agreement with model.keras."""
+    import json
+
+    record = json.loads((Path(target) / EXPORT_FILE).read_text(encoding="utf-8"))
+    size = f"{record['bytes'] / 1e6:.2f} MB"
+    agreement = record.get("agreement")
+    if agreement is None:
+        return f"{size}, same outputs as model.keras on the run's sample"
+    size += (
+        f" ({record['quantize']}: {record['size_ratio']:.0%} of the float model's "
+        f"{record['float_bytes'] / 1e6:.2f} MB)"
+    )
+    if "label_agreement" in agreement:
+        return (
+            f"{size}; labels agree with model.keras on {agreement['same_label']} of "
+            f"{agreement['rows']} sample rows ({agreement['label_agreement']:.1%})"
+        )
+    return (
+        f"{size}; predictions within {agreement['relative_error']:.2%} of model.keras on "
+        f"average over {agreement['rows']} sample rows"
+    )
+
+
+def portable_function(portable, class_names):
+    """The function a TFLite or ONNX file holds: the portable model's inputs, by name, to
+    `probabilities` (a classifier) or `prediction` (a regression, `[batch]`)."""
+    import tensorflow as tf
+
+    names = [spec.name for spec in portable.specs]
+
+    def serve(*tensors):
+        inputs = dict(zip(names, tensors, strict=True))
+        if len(names) == 1 and not isinstance(portable.model.input, dict):
+            inputs = tensors[0]
+        outputs = portable.model(inputs, training=False)
+        if class_names is None:
+            return {"prediction": tf.reshape(outputs, [-1])}
+        return {"probabilities": outputs}
+
+    return serve
 
 
 def serving_function(model, class_names):
@@ -68,8 +171,10 @@ def serving_function(model, class_names):
     """
     import tensorflow as tf
 
+    from keras_bigmodel.portable import raw_inputs
+
     names = [tensor.name for tensor in model.inputs]
-    specs = [tf.TensorSpec([None], tensor.dtype, name=tensor.name) for tensor in model.inputs]
+    specs = raw_inputs(model).specs
 
     def serve(*tensors):
         outputs = model(dict(zip(names, tensors, strict=True)), training=False)
@@ -83,41 +188,18 @@ def serving_function(model, class_names):
 
 def write_saved_model(model, path, class_names):
     """Writes a SavedModel whose `serving_default` signature takes raw, named inputs."""
+    serve, specs = serving_function(model, class_names)
+    write_endpoint(model, serve, specs, path)
+
+
+def write_endpoint(model, function, specs, path):
+    """Writes a SavedModel whose `serving_default` signature is `function` of `specs`."""
     import keras
 
-    serve, specs = serving_function(model, class_names)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serving_default", serve, input_signature=specs)
+    archive.add_endpoint("serving_default", function, input_signature=specs)
     archive.write_out(str(path), verbose=False)
-
-
-def write_tflite(saved_model, path):
-    """Converts a SavedModel to TFLite with TFLite's built-in operations only.
-
-    Models whose raw-input preprocessing needs TensorFlow's own operations (string
-    splitting, vocabulary lookups, image decoding) would need the Flex delegate, which
-    the stock TFLite runtimes lack; for those the SavedModel is the artifact to ship.
-
-    Raises:
-        UserError: the model needs operations TFLite does not have.
-    """
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    try:
-        Path(path).write_bytes(converter.convert())
-    except Exception as exc:  # the converter raises several types, all meaning "cannot"
-        raise UserError(
-            f"--format tflite: this model's operations ({_unsupported_ops(exc)}) have no "
-            "TFLite built-in equivalent; export with --format saved_model instead."
-        ) from exc
-
-
-def _unsupported_ops(exc):
-    ops = sorted(set(re.findall(r"'tf\.(\w+)'", str(exc))))
-    return ", ".join(ops[:6]) + (", ..." if len(ops) > 6 else "") if ops else "some"
 
 
 def _choose_version(out, version):
@@ -142,21 +224,12 @@ def _saved_model_outputs(path, sample):
     return {name: value.numpy() for name, value in outputs.items()}
 
 
-def _tflite_outputs(path, sample):
-    import tensorflow as tf
-
-    interpreter = tf.lite.Interpreter(model_path=str(path))
-    runner = interpreter.get_signature_runner("serving_default")
-    results = [
-        runner(**{name: np.asarray(values[i : i + 1]) for name, values in sample.inputs.items()})
-        for i in range(len(sample))
-    ]
-    return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
+def _main_output(outputs, class_names):
+    return outputs["prediction" if class_names is None else "probabilities"]
 
 
-def _check_outputs(outputs, expected, class_names, kind):
-    key = "prediction" if class_names is None else "probabilities"
-    got = outputs[key].reshape(expected.shape)
+def _check_outputs(got, expected, class_names, kind):
+    got = np.asarray(got).reshape(expected.shape)
     difference = float(np.max(np.abs(got - expected)))
     scale = 1.0 if class_names else max(1.0, float(np.max(np.abs(expected))))
     if difference > TOLERANCE * scale:
@@ -164,7 +237,56 @@ def _check_outputs(outputs, expected, class_names, kind):
             f"the exported {kind} disagrees with model.keras on the training "
             f"sample (largest difference {difference:.3g}); nothing was written"
         )
-    if class_names is not None:
-        labels = np.asarray(class_names, dtype=object)[expected.argmax(axis=1)]
-        if [v.decode() for v in outputs["label"]] != labels.tolist():
-            raise RuntimeError(f"the exported {kind}'s labels disagree with model.keras")
+
+
+def _check_labels(labels, expected, class_names, kind):
+    if class_names is None:
+        return
+    wanted = np.asarray(class_names, dtype=object)[expected.argmax(axis=1)]
+    if [v.decode() for v in labels] != wanted.tolist():
+        raise RuntimeError(f"the exported {kind}'s labels disagree with model.keras")
+
+
+def _check_agreement(got, expected, class_names, quantize):
+    """Measures a quantized model against model.keras on the sample; refuses one that
+    falls short of `MIN_LABEL_AGREEMENT` or `MAX_RELATIVE_ERROR`."""
+    got = np.asarray(got).reshape(expected.shape)
+    rows = len(expected)
+    if class_names:
+        same = int(np.sum(got.argmax(axis=1) == expected.argmax(axis=1)))
+        agreement = {
+            "rows": rows,
+            "same_label": same,
+            "label_agreement": same / rows,
+            "max_probability_difference": float(np.max(np.abs(got - expected))),
+        }
+        if same / rows < MIN_LABEL_AGREEMENT:
+            raise UserError(
+                f"--quantize {quantize}: the quantized model labels {rows - same} of {rows} "
+                f"sample rows differently from model.keras ({same / rows:.1%} agree, "
+                f"{MIN_LABEL_AGREEMENT:.0%} needed); nothing was written. Try --quantize "
+                "dynamic or float16."
+            )
+        return agreement
+    error = float(np.mean(np.abs(got - expected)) / max(np.mean(np.abs(expected)), 1e-12))
+    agreement = {
+        "rows": rows,
+        "relative_error": error,
+        "max_difference": float(np.max(np.abs(got - expected))),
+    }
+    if error > MAX_RELATIVE_ERROR:
+        raise UserError(
+            f"--quantize {quantize}: the quantized model's predictions differ from "
+            f"model.keras by {error:.2%} on average on the sample ({MAX_RELATIVE_ERROR:.0%} "
+            "allowed); nothing was written. Try --quantize dynamic or float16."
+        )
+    return agreement
+
+
+def _size(folder):
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+def describe_spec(spec):
+    """A `tf.TensorSpec` as `export.json` and `bigmodel inspect` show it (-1: any size)."""
+    return {"dtype": spec.dtype.name, "shape": [-1 if d is None else d for d in spec.shape]}

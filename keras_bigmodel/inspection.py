@@ -23,7 +23,8 @@ def inspect_path(path, fmt=None):
     """Describes a data file or glob, an image folder, a run directory or an export folder.
 
     Returns:
-        A dict whose `kind` is `table`, `image_folder`, `run` or `export`.
+        A dict whose `kind` is `table`, `image_folder`, `run`, `export` (a folder of
+        versions) or `model` (one version folder, or a `.tflite` or `.onnx` file).
 
     Raises:
         UserError: the path does not exist or holds none of these.
@@ -32,9 +33,13 @@ def inspect_path(path, fmt=None):
     if folder.is_dir():
         if (folder / RUN_FILE).is_file():
             return describe_run(folder)
-        if _saved_models(folder):
+        if _model_file(folder):
+            return {"kind": "model", "path": str(folder), **describe_version(folder)}
+        if _versions(folder):
             return describe_export(folder)
         return describe_image_folder(folder)
+    if folder.suffix in (".tflite", ".onnx") and folder.is_file():
+        return {"kind": "model", "path": str(folder), **describe_model_file(folder)}
     return describe_table(path, fmt)
 
 
@@ -149,37 +154,97 @@ def describe_run(folder):
 
 
 def describe_export(folder):
-    """Each version's format and, for SavedModels, the serving signature's inputs and outputs."""
+    """Each version of an export folder, as `describe_version` describes it."""
+    return {
+        "kind": "export",
+        "path": str(folder),
+        "versions": {v.name: describe_version(v) for v in _versions(folder)},
+    }
+
+
+def describe_version(version):
+    """A version folder: its format, inputs and outputs (dtypes and shapes), class names,
+    size, quantization and the agreement with model.keras measured at export."""
+    from keras_bigmodel.exporting import EXPORT_FILE, PREPROCESSING_FILE
+    from keras_bigmodel.runs import LABELS_FILE
+
+    model_file = _model_file(version)
+    if model_file.name == "saved_model.pb":
+        described = {"format": "saved_model", **_describe_saved_model(version)}
+        described["bytes"] = sum(p.stat().st_size for p in version.rglob("*") if p.is_file())
+    else:
+        described = describe_model_file(model_file)
+    for name, key in (
+        (LABELS_FILE, "class_names"),
+        (PREPROCESSING_FILE, "preprocessing"),
+        (EXPORT_FILE, "export"),
+    ):
+        if (version / name).is_file():
+            described[key] = _read_json(version / name)
+    record = described.pop("export", {})
+    for key in ("quantize", "float_bytes", "agreement", "model", "run"):
+        if key in record:
+            described[key] = record[key]
+    return described
+
+
+def describe_model_file(path):
+    """A `.tflite` or `.onnx` file: format, size, inputs and outputs."""
+    path = Path(path)
+    described = {"format": path.suffix[1:], "bytes": path.stat().st_size}
+    try:
+        if path.suffix == ".tflite":
+            from keras_bigmodel import tflite_export
+
+            described.update(tflite_export.describe(path))
+        else:
+            from keras_bigmodel import onnx_export
+
+            reason = onnx_export.missing_extra()
+            if reason:
+                described["note"] = reason
+            described.update(onnx_export.describe(path))
+    except UserError:
+        raise
+    except Exception as exc:  # any failure to read is the file's
+        reason = " ".join(str(exc).split())[:200]
+        raise UserError(f"{path}: not a readable {path.suffix[1:]} model ({reason}).") from exc
+    return described
+
+
+def _describe_saved_model(version):
     import tensorflow as tf
 
-    versions = {}
-    for version in sorted(
-        (p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
-    ):
-        if (version / "saved_model.pb").is_file():
-            try:
-                signature = tf.saved_model.load(str(version)).signatures["serving_default"]
-            except Exception as exc:  # any failure to load is the folder's
-                reason = " ".join(str(exc).split())[:200]
-                raise UserError(f"{version}: not a loadable SavedModel ({reason}).") from exc
-            inputs = signature.structured_input_signature[1]
-            versions[version.name] = {
-                "format": "saved_model",
-                "inputs": {k: _spec(v) for k, v in inputs.items()},
-                "outputs": {k: _spec(v) for k, v in signature.structured_outputs.items()},
-            }
-        elif (version / "model.tflite").is_file():
-            versions[version.name] = {"format": "tflite"}
-    return {"kind": "export", "path": str(folder), "versions": versions}
+    from keras_bigmodel.exporting import describe_spec
+
+    try:
+        signature = tf.saved_model.load(str(version)).signatures["serving_default"]
+    except Exception as exc:  # any failure to load is the folder's
+        reason = " ".join(str(exc).split())[:200]
+        raise UserError(f"{version}: not a loadable SavedModel ({reason}).") from exc
+    inputs = signature.structured_input_signature[1]
+    return {
+        "inputs": {k: describe_spec(v) for k, v in inputs.items()},
+        "outputs": {k: describe_spec(v) for k, v in signature.structured_outputs.items()},
+    }
 
 
-def _saved_models(folder):
-    return [
-        p
-        for p in folder.iterdir()
-        if p.name.isdigit() and ((p / "saved_model.pb").is_file() or (p / "model.tflite").is_file())
-    ]
+def _read_json(path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: corrupt ({exc}).") from exc
 
 
-def _spec(spec):
-    return f"{spec.dtype.name} {list(spec.shape)}"
+MODEL_FILES = ("saved_model.pb", "model.tflite", "model.onnx")
+
+
+def _model_file(folder):
+    """The model file of a version folder, or None."""
+    return next((folder / n for n in MODEL_FILES if (folder / n).is_file()), None)
+
+
+def _versions(folder):
+    """The version folders of an export folder, by number."""
+    found = [p for p in folder.iterdir() if p.name.isdigit() and _model_file(p)]
+    return sorted(found, key=lambda p: int(p.name))

@@ -9,13 +9,8 @@ safe mode.
 import keras
 import tensorflow as tf
 
-# Runs of five or more digits are phone numbers, short codes and references: one token for
-# all of them generalises, while each number on its own would be a word seen once.
-LONG_NUMBER = r"\d{5,}"
-# Everything but letters, digits, apostrophes and currency signs separates words;
-# currency signs become words of their own.
-SEPARATORS = r"[^\w'£$€]+"
-CURRENCY = r"([£$€])"
+# One definition of the text rules, shared with the plain-Python tokenizer for TFLite.
+from keras_bigmodel.export_tools import CURRENCY, LONG_NUMBER, NUMBER_TOKEN, SEPARATORS
 
 
 @keras.saving.register_keras_serializable(package="bigmodel")
@@ -27,7 +22,7 @@ def standardize_text(texts):
     makes `£`, `$` and `€` words of their own, and maps long numbers to `0number`.
     """
     texts = tf.strings.lower(texts)
-    texts = tf.strings.regex_replace(texts, LONG_NUMBER, " 0number ")
+    texts = tf.strings.regex_replace(texts, LONG_NUMBER, f" {NUMBER_TOKEN} ")
     texts = tf.strings.regex_replace(texts, CURRENCY, r" \1 ")
     return tf.strings.regex_replace(texts, SEPARATORS, " ")
 
@@ -41,6 +36,25 @@ def decode_and_resize(content, channels, height, width):
     Returns:
         A float32 `[height, width, channels]` tensor of pixel values in 0..255.
     """
+    image = decode_pixels(content, channels)
+    # Antialiasing keeps fine detail from aliasing away when large photos are shrunk. An
+    # image already at the size is only converted: resizing would return the same pixels,
+    # at a fifth of a millisecond per image.
+    shape = tf.shape(image)
+    same_size = tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width))
+    return tf.cond(
+        same_size,
+        lambda: tf.cast(image, tf.float32),
+        lambda: tf.image.resize(image, [height, width], method="bilinear", antialias=True),
+    )
+
+
+def decode_pixels(content, channels):
+    """Decodes one encoded image as stored and converts it to `channels` (1 or 3).
+
+    Returns:
+        A uint8 `[height, width, channels]` tensor, at the image's own size.
+    """
     # Decoded as stored, then converted here: TensorFlow's decoders refuse some requests
     # (a GIF, a BMP or a CMYK JPEG as one channel) that `decoded_shapes` would not catch.
     image = tf.io.decode_image(content, expand_animations=False)
@@ -53,16 +67,7 @@ def decode_and_resize(content, channels, height, width):
     else:
         image = tf.cond(colour, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3]))
     image.set_shape([None, None, channels])
-    # Antialiasing keeps fine detail from aliasing away when large photos are shrunk. An
-    # image already at the size is only converted: resizing would return the same pixels,
-    # at a fifth of a millisecond per image.
-    shape = tf.shape(image)
-    same_size = tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width))
-    return tf.cond(
-        same_size,
-        lambda: tf.cast(image, tf.float32),
-        lambda: tf.image.resize(image, [height, width], method="bilinear", antialias=True),
-    )
+    return image
 
 
 @keras.saving.register_keras_serializable(package="bigmodel")

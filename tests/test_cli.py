@@ -158,8 +158,11 @@ def test_export_versions_are_never_overwritten(trained):
     assert sorted(p.name for p in out.iterdir()) == ["1", "2"]
     again = run_cli("export", run, "--out", out, "--version", "1")
     assert again.exit_code == 2 and "already exists" in again.output
-    result = run_cli("inspect", out)
-    assert "text: string [None]" in result.output and "label: string [None]" in result.output
+    result = run_cli("inspect", out, "--json")
+    versions = json.loads(result.output)["versions"]
+    assert versions["2"]["inputs"] == {"text": {"dtype": "string", "shape": [-1]}}
+    assert versions["2"]["outputs"]["label"] == {"dtype": "string", "shape": [-1]}
+    assert versions["2"]["class_names"] == ["ham", "spam"]
 
 
 def test_export_needs_only_the_run_directory(trained, tmp_path, monkeypatch):

@@ -104,6 +104,52 @@ class CNNImageClassifier(Recipe):
         probabilities = network(pixels)
         return keras.Model({"image_bytes": image_bytes}, probabilities, name="cnn_end_to_end")
 
+    def portable_model(self, model, options):
+        # TFLite and ONNX cannot decode images: the file takes decoded pixels of any size
+        # and resizes them itself, as the end-to-end model does after decoding.
+        import keras
+        import tensorflow as tf
+
+        from keras_bigmodel.layers import decode_pixels
+        from keras_bigmodel.portable import PortableModel, ResizePixels
+
+        network = model.get_layer("cnn_classifier")
+        _, height, width, channels = network.input_shape
+        pixels = keras.Input(shape=(None, None, channels), dtype="uint8", name="pixels")
+        probabilities = network(ResizePixels(height, width, name="resize")(pixels))
+
+        def prepare(examples):
+            return [
+                {"pixels": decode_pixels(content, channels).numpy()[None]}
+                for content in examples.inputs["image_bytes"]
+            ]
+
+        return PortableModel(
+            model=keras.Model(pixels, probabilities, name="cnn_pixels"),
+            specs=[tf.TensorSpec([None, None, None, channels], tf.uint8, name="pixels")],
+            prepare=prepare,
+            preprocessing={
+                "input": "pixels",
+                "dtype": "uint8",
+                "shape": [-1, -1, -1, channels],
+                "channels": channels,
+                "colour": "grayscale" if channels == 1 else "RGB",
+                "decode": (
+                    "Decode the PNG, JPEG, GIF or BMP file to 8-bit pixels; convert colour "
+                    "to grayscale as 0.2989 R + 0.5870 G + 0.1140 B (tf.image.rgb_to_grayscale)"
+                    if channels == 1
+                    else "Decode the PNG, JPEG, GIF or BMP file to 8-bit RGB pixels; "
+                    "repeat a grayscale image's channel three times"
+                ),
+                "resize": (
+                    f"inside the model: images of any size, one size per call, become "
+                    f"{height}x{width} (bilinear, antialiased) and are scaled by the network"
+                ),
+                "height": height,
+                "width": width,
+            },
+        )
+
 
 def augmentation(options):
     """Returns the random changes made to training images; at inference they pass through.

@@ -222,6 +222,16 @@ class LinearRegression(Recipe):
         )(standardized)
         return keras.Model(inputs, prediction, name=f"{self.name}_end_to_end")
 
+    def onnx_refusal(self, model):
+        # tf2onnx cannot convert the categories' string lookup (LookupTableFindV2).
+        categorical = [tensor.name for tensor in model.inputs if tensor.dtype == "string"]
+        if not categorical:
+            return None
+        return (
+            f"the categorical column(s) {', '.join(categorical)} need a string lookup that "
+            "ONNX export cannot express; export with --format saved_model or --format tflite"
+        )
+
 
 def _build_preprocessor(names, mapping, statistics):
     """Builds the model from raw column inputs to the standardised features of

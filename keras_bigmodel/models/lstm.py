@@ -38,6 +38,14 @@ class LSTMTextClassifier(TextClassifierRecipe):
     name = "lstm"
     summary = "Text classifier: word embeddings and a (bidirectional) LSTM."
     Options = LSTMOptions
+    # TFLite's converter lowers the LSTM's loop to built-in operations only when each
+    # step's tensors have a static shape, so the .tflite file reads one text per call.
+    portable_batch = 1
+    # Measured on TensorFlow 2.21: calibrating the LSTM's loop crashes the process.
+    int8_refusal = (
+        "TFLite cannot calibrate the LSTM's loop for 8-bit activations; use --quantize "
+        "dynamic (8-bit weights) or float16"
+    )
 
     def build_network(self, preprocessing, options, num_outputs):
         import keras

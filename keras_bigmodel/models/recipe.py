@@ -28,6 +28,8 @@ class Recipe:
     train_defaults = {}
     #: one line for `bigmodel train --help`.
     summary = ""
+    #: why `export --quantize int8` cannot quantize this model, or None where it can.
+    int8_refusal = None
 
     @functools.cached_property
     def data_reader(self):
@@ -96,6 +98,19 @@ class Recipe:
         """Returns what `export` serves for the end-to-end `model`: the model itself, or a
         faster graph of the same inputs and outputs (export checks it against `model`)."""
         return model
+
+    def portable_model(self, model, options):
+        """Returns a `keras_bigmodel.portable.PortableModel` of the end-to-end `model` for
+        TFLite and ONNX, which cannot hold every preprocessing step: by default the model
+        itself, of its raw inputs."""
+        from keras_bigmodel.portable import raw_inputs
+
+        return raw_inputs(model)
+
+    def onnx_refusal(self, model):
+        """Returns why `--format onnx` cannot express `model` (naming the formats that
+        can), or None where it can."""
+        return None
 
 
 def softmax_output(features, dropout, num_outputs):

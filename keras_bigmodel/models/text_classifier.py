@@ -66,6 +66,8 @@ class TextClassifierRecipe(Recipe):
 
     task = "classification"
     reader = "text_table"
+    #: the batch size of the TFLite file's `token_ids`: None for any.
+    portable_batch = None
 
     def fit_preprocessing(self, data, options, seed):
         import keras
@@ -200,6 +202,68 @@ class TextClassifierRecipe(Recipe):
         ids = clip_token_ids(preprocessing.vectorizer(text), options.max_length)
         probabilities = network(ids)
         return keras.Model({"text": text}, probabilities, name=f"{self.name}_end_to_end")
+
+    def portable_model(self, model, options):
+        # TFLite has no string splitting or vocabulary lookup: the file takes token ids, and
+        # keras_bigmodel.export_tools.Tokenizer makes them from vocabulary.txt.
+        import keras
+        import numpy as np
+        import tensorflow as tf
+
+        from keras_bigmodel import export_tools
+        from keras_bigmodel.portable import PortableModel
+
+        vectorizer = model.get_layer("vectorizer")
+        network = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+        ids = keras.Input(batch_shape=(self.portable_batch, None), dtype="int32", name="token_ids")
+        probabilities = network(keras.ops.cast(ids, "int64"))
+
+        def prepare(examples):
+            rows = np.asarray(
+                clip_token_ids(vectorizer(examples.inputs["text"]), options.max_length)
+            )
+            # Real tokens are >= 1: a row's ids end where its padding starts.
+            return [
+                {"token_ids": row[: np.count_nonzero(row)][None].astype(np.int32)} for row in rows
+            ]
+
+        vocabulary = vectorizer.get_vocabulary()
+        batch = -1 if self.portable_batch is None else self.portable_batch
+        return PortableModel(
+            model=keras.Model(ids, probabilities, name=f"{self.name}_token_ids"),
+            specs=[tf.TensorSpec([self.portable_batch, None], tf.int32, name="token_ids")],
+            prepare=prepare,
+            preprocessing={
+                "input": "token_ids",
+                "dtype": "int32",
+                "shape": [batch, -1],
+                "tokenizer": "keras_bigmodel.export_tools.Tokenizer",
+                "vocabulary": export_tools.VOCABULARY_FILE,
+                "vocabulary_size": len(vocabulary),
+                "max_length": options.max_length,
+                "padding_id": export_tools.PADDING_ID,
+                "unknown_id": export_tools.UNKNOWN_ID,
+                "standardize": (
+                    "lower-case ASCII letters; runs of 5 or more digits become the word "
+                    f"{export_tools.NUMBER_TOKEN!r}; each of £ $ € becomes a word; every "
+                    "character but ASCII letters, digits, '_', apostrophes and £ $ € "
+                    "separates words"
+                ),
+                "ids": (
+                    "each word's line number in vocabulary.txt (unknown words 1), the first "
+                    "max_length of a text, at least one (a text without words is [1]); "
+                    "shorter texts of a batch padded with 0 at the end"
+                ),
+            },
+            files={export_tools.VOCABULARY_FILE: "\n".join(vocabulary) + "\n"},
+        )
+
+    def onnx_refusal(self, model):
+        return (
+            "text models need string splitting and vocabulary lookups that ONNX export "
+            "cannot express; export with --format saved_model (raw text in) or --format "
+            "tflite (token ids in, with vocabulary.txt)"
+        )
 
 
 def clip_token_ids(ids, max_length):
