@@ -273,3 +273,18 @@ def test_installed_command_eval_json_prints_only_json(trained):
     assert evaluated.returncode == 0, evaluated.stderr.decode()
     assert json.loads(evaluated.stdout)["num_examples"] == 60
     assert evaluated.stderr.decode() == ""
+
+
+def test_export_refusals_name_the_option_and_write_nothing(trained):
+    """--format onnx reaches the exporter (no click "invalid choice"); a text model and a
+    quantized SavedModel are refused with exit code 2 and no version folder."""
+    folder, _, run = trained
+    out = folder / "exports" / "refused"
+    result = run_cli("export", run, "--out", out, "--format", "onnx")
+    assert result.exit_code == 2
+    assert "--format onnx: text models need string splitting" in result.output
+    assert "--format saved_model (raw text in) or --format tflite" in result.output
+    result = run_cli("export", run, "--out", out, "--quantize", "int8")
+    assert result.exit_code == 2
+    assert "--quantize int8 applies to --format tflite only" in result.output
+    assert not out.exists() or not any(out.iterdir())
