@@ -290,7 +290,11 @@ def inspect(ctx, path, as_json, fmt):
     if as_json:
         click.echo(json.dumps(description, default=str))
     else:
-        click.echo(yaml.safe_dump(description, sort_keys=False, allow_unicode=True), nl=False)
+        # Lists and maps of plain values on one line each: shapes read as [-1, 10].
+        text = yaml.safe_dump(
+            description, sort_keys=False, allow_unicode=True, default_flow_style=None
+        )
+        click.echo(text, nl=False)
 
 
 def main():
