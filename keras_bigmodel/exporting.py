@@ -11,6 +11,7 @@ import numpy as np
 
 from keras_bigmodel.errors import UserError
 from keras_bigmodel.evaluation import model_outputs
+from keras_bigmodel.export_tools import PREPROCESSING_FILE
 from keras_bigmodel.runs import LABELS_FILE, atomic_path, open_run, write_json
 
 FORMATS = ("saved_model", "tflite", "onnx")
@@ -25,7 +26,6 @@ MIN_LABEL_AGREEMENT = 0.95
 #: the mean size of model.keras' predictions on the sample.
 MAX_RELATIVE_ERROR = 0.02
 EXPORT_FILE = "export.json"
-PREPROCESSING_FILE = "preprocessing.json"
 MODEL_FILES = {"tflite": "model.tflite", "onnx": "model.onnx"}
 
 
@@ -67,8 +67,9 @@ def export(run_dir, out, format="saved_model", version=None, quantize="none"):
             raise UserError(f"--format onnx: {refusal}.")
         from keras_bigmodel.onnx_export import missing_extra
 
-        if missing_extra():
-            raise UserError(missing_extra() + ".")
+        missing = missing_extra()
+        if missing:
+            raise UserError(missing + ".")
     if quantize == "int8" and run.recipe.int8_refusal:
         raise UserError(f"--quantize int8: {run.recipe.int8_refusal}.")
     class_names = run.class_names()
