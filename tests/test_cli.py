@@ -182,13 +182,26 @@ def test_export_needs_only_the_run_directory(trained, tmp_path, monkeypatch):
     assert (tmp_path / "exports" / "1" / "saved_model.pb").is_file()
 
 
-def test_export_tflite_says_plainly_what_it_cannot_express(trained):
+def test_export_tflite_takes_token_ids_and_says_what_it_measured(trained):
+    """A text model's TFLite file cannot split text: the version folder holds the
+    vocabulary and the preprocessing a caller needs, and the line printed says the size."""
     folder, _, run = trained
     result = run_cli("export", run, "--out", folder / "tflite", "--format", "tflite")
-    assert result.exit_code == 2, result.output
-    assert "no TFLite built-in equivalent" in result.output
-    assert "--format saved_model" in result.output
-    assert not (folder / "tflite" / "1").exists()
+    assert result.exit_code == 0, result.output
+    target = folder / "tflite" / "1"
+    assert f"Exported tflite to {target}: " in result.output
+    assert "same outputs as model.keras on the run's sample" in result.output
+    assert sorted(p.name for p in target.iterdir()) == [
+        "export.json",
+        "labels.json",
+        "model.tflite",
+        "preprocessing.json",
+        "vocabulary.txt",
+    ]
+    settings = json.loads((target / "preprocessing.json").read_text())
+    assert settings["input"] == "token_ids" and settings["shape"] == [1, -1]
+    words = (target / "vocabulary.txt").read_text().split("\n")
+    assert words[:2] == ["", "[UNK]"] and len(words) == settings["vocabulary_size"] + 1
 
 
 def test_inspect_table_and_run(trained):
