@@ -87,21 +87,23 @@ def export(run_dir, out, format="saved_model", version=None, quantize="none"):
             record["bytes"] = _size(tmp)
         else:
             portable = run.recipe.portable_model(model, run.options())
+            # Probabilities only: the class names are in labels.json beside the file.
+            function = signature_function(portable.model, portable.specs, class_names, False)
             feeds = portable.prepare(sample)
             tmp.mkdir()
             path = tmp / MODEL_FILES[format]
-            scratch = tmp.parent / "saved_model"
             if format == "tflite":
                 from keras_bigmodel import tflite_export
 
+                scratch = tmp.parent / "saved_model"
                 record.update(
-                    tflite_export.write(portable, path, class_names, quantize, feeds, scratch)
+                    tflite_export.write(portable, function, path, quantize, feeds, scratch)
                 )
                 outputs = tflite_export.outputs(path, feeds)
             else:
                 from keras_bigmodel import onnx_export
 
-                onnx_export.write(portable, path, class_names)
+                onnx_export.write(function, portable.specs, path)
                 record["bytes"] = path.stat().st_size
                 outputs = onnx_export.outputs(path, feeds)
             got = _main_output(outputs, class_names)
@@ -146,52 +148,37 @@ def summary(target):
     )
 
 
-def portable_function(portable, class_names):
-    """The function a TFLite or ONNX file holds: the portable model's inputs, by name, to
-    `probabilities` (a classifier) or `prediction` (a regression, `[batch]`)."""
+def signature_function(model, specs, class_names, labels):
+    """The function a signature holds: one tensor per spec, by name, to `probabilities` for
+    a classifier (and, with `labels`, `label`: each row's class name) or `prediction` for
+    a regression (`[batch]`)."""
     import tensorflow as tf
 
-    names = [spec.name for spec in portable.specs]
+    names = [spec.name for spec in specs]
 
     def serve(*tensors):
-        inputs = dict(zip(names, tensors, strict=True))
-        if len(names) == 1 and not isinstance(portable.model.input, dict):
-            inputs = tensors[0]
-        outputs = portable.model(inputs, training=False)
+        if isinstance(model.input, dict):
+            outputs = model(dict(zip(names, tensors, strict=True)), training=False)
+        else:
+            outputs = model(tensors[0], training=False)
         if class_names is None:
             return {"prediction": tf.reshape(outputs, [-1])}
-        return {"probabilities": outputs}
+        if not labels:
+            return {"probabilities": outputs}
+        label = tf.gather(tf.constant(class_names), tf.argmax(outputs, axis=1))
+        return {"label": label, "probabilities": outputs}
 
     return serve
 
 
-def serving_function(model, class_names):
-    """Returns the serving signature's function and its input specs.
-
-    The signature takes one `[batch]` tensor per model input, named after it, and returns
-    `label` and `probabilities` for a classifier, `prediction` for a regression.
-    """
-    import tensorflow as tf
-
+def write_saved_model(model, path, class_names):
+    """Writes a SavedModel whose `serving_default` signature takes raw, named inputs (one
+    `[batch]` tensor per model input) and returns `label` and `probabilities` for a
+    classifier, `prediction` for a regression."""
     from keras_bigmodel.portable import raw_inputs
 
-    names = [tensor.name for tensor in model.inputs]
     specs = raw_inputs(model).specs
-
-    def serve(*tensors):
-        outputs = model(dict(zip(names, tensors, strict=True)), training=False)
-        if class_names is None:
-            return {"prediction": tf.reshape(outputs, [-1])}
-        label = tf.gather(tf.constant(class_names), tf.argmax(outputs, axis=1))
-        return {"label": label, "probabilities": outputs}
-
-    return serve, specs
-
-
-def write_saved_model(model, path, class_names):
-    """Writes a SavedModel whose `serving_default` signature takes raw, named inputs."""
-    serve, specs = serving_function(model, class_names)
-    write_endpoint(model, serve, specs, path)
+    write_endpoint(model, signature_function(model, specs, class_names, labels=True), specs, path)
 
 
 def write_endpoint(model, function, specs, path):

@@ -7,7 +7,10 @@ import numpy as np
 
 from keras_bigmodel.data.tables import read_table
 from keras_bigmodel.errors import UserError
+from keras_bigmodel.export_tools import PREPROCESSING_FILE
+from keras_bigmodel.exporting import EXPORT_FILE, MODEL_FILES, describe_spec
 from keras_bigmodel.runs import (
+    LABELS_FILE,
     METRICS_FILE,
     RUN_FILE,
     read_run_info,
@@ -165,9 +168,6 @@ def describe_export(folder):
 def describe_version(version):
     """A version folder: its format, inputs and outputs (dtypes and shapes), class names,
     size, quantization and the agreement with model.keras measured at export."""
-    from keras_bigmodel.exporting import EXPORT_FILE, PREPROCESSING_FILE
-    from keras_bigmodel.runs import LABELS_FILE
-
     model_file = _model_file(version)
     if model_file.name == "saved_model.pb":
         described = {"format": "saved_model", **_describe_saved_model(version)}
@@ -215,8 +215,6 @@ def describe_model_file(path):
 def _describe_saved_model(version):
     import tensorflow as tf
 
-    from keras_bigmodel.exporting import describe_spec
-
     try:
         signature = tf.saved_model.load(str(version)).signatures["serving_default"]
     except Exception as exc:  # any failure to load is the folder's
@@ -236,12 +234,10 @@ def _read_json(path):
         raise UserError(f"{path}: corrupt ({exc}).") from exc
 
 
-MODEL_FILES = ("saved_model.pb", "model.tflite", "model.onnx")
-
-
 def _model_file(folder):
     """The model file of a version folder, or None."""
-    return next((folder / n for n in MODEL_FILES if (folder / n).is_file()), None)
+    names = ("saved_model.pb", *MODEL_FILES.values())
+    return next((folder / n for n in names if (folder / n).is_file()), None)
 
 
 def _versions(folder):

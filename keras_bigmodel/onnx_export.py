@@ -28,8 +28,9 @@ def missing_extra():
     return None
 
 
-def write(portable, path, class_names):
-    """Converts the portable model to an ONNX file at `path`.
+def write(function, specs, path):
+    """Converts a signature's function of `specs` (`exporting.signature_function`) to an
+    ONNX file at `path`; its inputs and outputs keep their names.
 
     Raises:
         UserError: tf2onnx cannot convert the model (`missing_extra` is checked before).
@@ -40,12 +41,9 @@ def write(portable, path, class_names):
         convert_variables_to_constants_v2,
     )
 
-    from keras_bigmodel.exporting import portable_function
-
     # Frozen here rather than by tf2onnx's `from_function`, which left the constants that
     # layers hold (Normalization's mean and variance) as ONNX graph inputs to be fed.
-    function = tf.function(portable_function(portable, class_names), input_signature=portable.specs)
-    concrete = function.get_concrete_function()
+    concrete = tf.function(function, input_signature=specs).get_concrete_function()
     frozen = convert_variables_to_constants_v2(concrete)
     inputs = [tensor.name for tensor in frozen.inputs]
     outputs = [tensor.name for tensor in frozen.outputs]

@@ -16,13 +16,13 @@ from keras_bigmodel.errors import UserError
 from keras_bigmodel.portable import FLOAT_SCOPE
 
 
-def write(portable, path, class_names, quantize, feeds, scratch):
+def write(portable, function, path, quantize, feeds, scratch):
     """Converts the portable model to `path`, quantized as asked.
 
     Args:
         portable: a `keras_bigmodel.portable.PortableModel`.
+        function: the signature's function of `portable.specs` (`signature_function`).
         path: the `.tflite` file to write.
-        class_names: the classes, or None for a regression.
         quantize: `none`, `dynamic`, `float16` or `int8`.
         feeds: the sample's inputs, one feed per row; `int8` calibrates on them.
         scratch: a folder for the intermediate SavedModel.
@@ -34,16 +34,16 @@ def write(portable, path, class_names, quantize, feeds, scratch):
     Raises:
         UserError: the model needs operations TFLite does not have, or cannot be quantized.
     """
-    from keras_bigmodel.exporting import portable_function, write_endpoint
+    from keras_bigmodel.exporting import write_endpoint
 
-    write_endpoint(
-        portable.model, portable_function(portable, class_names), portable.specs, scratch
-    )
+    write_endpoint(portable.model, function, portable.specs, scratch)
     converted = convert(scratch)
     record = {}
     if quantize != "none":
         record["float_bytes"] = len(converted)
-        converted = convert(scratch, quantize, feeds, _float_nodes(converted))
+        # Only int8 quantizes activations, the resize's among them.
+        float_nodes = _float_nodes(converted) if quantize == "int8" else ()
+        converted = convert(scratch, quantize, feeds, float_nodes)
         record["size_ratio"] = len(converted) / record["float_bytes"]
     path.write_bytes(converted)
     record["bytes"] = len(converted)
