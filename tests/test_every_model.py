@@ -20,6 +20,7 @@ from keras_bigmodel.data.examples import Examples
 from keras_bigmodel.evaluation import model_outputs
 from keras_bigmodel.models import get_recipe, recipe_names
 from keras_bigmodel.runs import open_run
+from keras_bigmodel.tflite_export import outputs as tflite_outputs
 from tests.tiny_data import FOR_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,6 +129,20 @@ def test_train_save_reload_export_round_trip(tmp_path, name, streamed):
         check_padding_changes_nothing(
             lambda texts: signature(text=tf.constant(texts.tolist()))["probabilities"].numpy()
         )
+    if not streamed:
+        check_tflite_round_trip(run, examples, expected, tmp_path / "tflite")
+
+
+def check_tflite_round_trip(run, examples, expected, out):
+    """Every model exports to TFLite: the file, run by TFLite's interpreter on the inputs
+    the recipe's portable model takes (token ids, pixels or columns), gives model.keras'
+    outputs. tests/test_portable.py feeds it from independent references instead."""
+    target = kb.export(run.path, out, format="tflite")
+    portable = run.recipe.portable_model(run.load_model(), run.options())
+    got = tflite_outputs(target / "model.tflite", portable.prepare(examples))
+    key = "probabilities" if run.class_names() else "prediction"
+    np.testing.assert_allclose(got[key].reshape(expected.shape), expected, rtol=1e-4, atol=1e-4)
+    assert json.loads((target / "export.json").read_text())["format"] == "tflite"
 
 
 SHORT = "call now to claim your prize"
