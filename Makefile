@@ -52,11 +52,13 @@ demo: $(STAMP)
 
 # Two test processes at once (pytest-xdist): most of a test is TensorFlow starting up and
 # tracing, one core's work, so two cores run the suite in about two thirds of the time.
+# Tests marked with one xdist_group run in one process, so a module's trained models are
+# trained once.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --maxprocesses 4
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadgroup
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow -n auto --maxprocesses 4
+	$(BIN)/python -m pytest -q -m slow -n auto --maxprocesses 4 --dist loadgroup
 
 # The benchmark's own environment holds torch, for the PyTorch peer only.
 $(BENCH_STAMP): benchmarks/requirements.txt

@@ -6,6 +6,7 @@ Nothing here imports TensorFlow at module level: `--help` must answer instantly.
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 
@@ -266,6 +267,103 @@ def export(ctx, run_dir, out, fmt, version, quantize):
 
     target = export_model(run_dir, out, format=fmt, version=version, quantize=quantize)
     click.echo(f"Exported {fmt} to {target}: {summary(target)}")
+
+
+@bigmodel.command()
+@click.argument("export_dir", type=click.Path())
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8501,
+    show_default=True,
+    help="TCP port (0: any free port, printed at start).",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 opens the server to other machines.",
+)
+@click.option("--model-name", help="The name in the URLs [default: EXPORT_DIR's name].")
+@click.option(
+    "--max-body-mb",
+    type=click.FloatRange(min=0, min_open=True),
+    default=64,
+    show_default=True,
+    help="Larger request bodies are refused with 413.",
+)
+@click.option(
+    "--batching/--no-batching",
+    default=True,
+    show_default=True,
+    help="Merge concurrent requests into one model call.",
+)
+@click.option(
+    "--max-batch-size",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="The most rows one merged model call takes.",
+)
+@click.option(
+    "--batch-timeout-ms",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="How long a batch waits for more requests; 0 merges only requests that "
+    "arrive while the model is busy.",
+)
+@click.option(
+    "--poll-seconds",
+    type=click.FloatRange(min=0.05),
+    default=1,
+    show_default=True,
+    help="How often EXPORT_DIR is read for new versions.",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="One line per request on stderr: client, method, path, status, time.",
+)
+@debug_option
+@click.pass_context
+def serve(
+    ctx,
+    export_dir,
+    port,
+    host,
+    model_name,
+    max_body_mb,
+    batching,
+    max_batch_size,
+    batch_timeout_ms,
+    poll_seconds,
+    access_log,
+):
+    """Serve an export folder with TensorFlow Serving's REST API."""
+    _setup(ctx, tensorflow=False)
+    from keras_bigmodel.serving import ModelServer, bind
+
+    server = ModelServer(
+        export_dir,
+        bind(host, port),
+        model_name=model_name,
+        max_body_mb=max_body_mb,
+        batching=batching,
+        max_batch_size=max_batch_size,
+        batch_timeout_ms=batch_timeout_ms,
+        poll_seconds=poll_seconds,
+    )
+    if not access_log:
+        logging.getLogger("keras_bigmodel.serving.access").setLevel(logging.WARNING)
+    _setup(ctx)
+    click.echo(f"Serving {export_dir} at {server.url} (Ctrl-C to stop)", err=True)
+    stopped_by = server.run()
+    if stopped_by is not None:
+        name = signal.Signals(stopped_by).name
+        click.echo(f"Stopped by {name}; requests in flight were answered.", err=True)
+        raise click.exceptions.Exit(128 + stopped_by)
 
 
 @bigmodel.command()
