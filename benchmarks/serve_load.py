@@ -144,7 +144,7 @@ def measure(export_dir, bodies, clients, seconds, batching, log_dir):
             result = asyncio.run(load(port, path, bodies, count, seconds))
             result["batching"] = batching
             found.append(result)
-            print(json.dumps(result), flush=True)
+            print(f"  {name}: {json.dumps(result)}", flush=True)
         return found
     finally:
         stop_server(process)

@@ -343,11 +343,12 @@ def serve(
 ):
     """Serve an export folder with TensorFlow Serving's REST API."""
     _setup(ctx, tensorflow=False)
-    from keras_bigmodel.serving import ModelServer, bind
+    from keras_bigmodel.serving import ModelServer
 
     server = ModelServer(
         export_dir,
-        bind(host, port),
+        host,
+        port,
         model_name=model_name,
         max_body_mb=max_body_mb,
         batching=batching,

@@ -243,7 +243,8 @@ class ModelServer:
 
     Args:
         export_dir: an export folder of numbered SavedModel version folders.
-        sock: a bound socket (`bind`).
+        host: the address to listen on.
+        port: the TCP port (0: a free one; `url` says which).
         model_name: the name in the URLs; by default the export folder's name.
         max_body_mb: larger request bodies are refused with 413.
         batching: merge concurrent requests into one model call.
@@ -255,7 +256,8 @@ class ModelServer:
     def __init__(
         self,
         export_dir,
-        sock,
+        host="127.0.0.1",
+        port=8501,
         model_name=None,
         max_body_mb=64,
         batching=True,
@@ -267,7 +269,7 @@ class ModelServer:
 
         self.versions = open_export(export_dir, model_name, poll_seconds)
         self.batcher = Batcher(batching, max_batch_size, batch_timeout_ms)
-        self.sock = sock
+        self.sock = bind(host, port)
         app = Endpoints(self.versions, self.batcher, int(max_body_mb * 2**20))
         config = uvicorn.Config(
             app,

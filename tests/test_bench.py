@@ -62,7 +62,14 @@ def test_bench_runs_end_to_end_on_tiny_data(tmp_path):
     assert use["peak"]["peak_gflops"] > 0 and use["work"]["tokens_per_epoch"] > 0
     assert set(use["contenders"]) == {"bigmodel (seed sizes)", "Keras script"}
     assert all(0 < c["share_of_peak"] < 1 for c in use["contenders"].values())
+    # bigmodel serve under load from 1 and 8 clients, every request answered.
+    serving = results["serving"]["lstm"]
+    assert [(row["clients"], row["batching"]) for row in serving] == [(1, True), (8, True)]
+    for row in serving:
+        assert row["statuses"] == {"200": row["requests"]} and row["requests"] > 0
+        assert row["rps"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"]
     assert "| bigmodel (seed sizes) |" in done.stdout and "`bigmodel --help`" in done.stdout
+    assert "| lstm | on | 8 |" in done.stdout
 
 
 def test_growth_copies_rows_and_joins_each_text_to_those_after_it(tmp_path):

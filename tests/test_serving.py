@@ -7,10 +7,17 @@ import contextlib
 import http.client
 import json
 import math
+import queue
 import random
+import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,7 +32,7 @@ from keras_bigmodel.servables import (
     Signature,
     TensorInfo,
 )
-from keras_bigmodel.serving import ModelServer, bind
+from keras_bigmodel.serving import ModelServer
 from tests.tiny_data import FOR_MODEL
 
 # Trained once per test process: the tests using them run in one (make test: loadgroup).
@@ -208,7 +215,7 @@ class Client:
 
 @contextlib.contextmanager
 def serving(export_dir, **options):
-    server = ModelServer(export_dir, bind("127.0.0.1", 0), poll_seconds=0.2, **options)
+    server = ModelServer(export_dir, port=0, poll_seconds=0.2, **options)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -470,3 +477,74 @@ def test_a_version_exported_while_serving_becomes_the_default(exports, tmp_path)
         )
         assert client.predict({"instances": ["hello"]})[0] == 200
         assert client.predict({"instances": ["hello"]}, version=3)[0] == 404
+
+
+BIGMODEL = Path(sys.executable).with_name("bigmodel")
+
+
+def test_the_command_logs_each_request_and_stops_on_sigterm_after_answering(exports):
+    _, _, export_dir = exports["lstm"]
+    # A lone request waits 1.5 s for others to batch with: SIGTERM arrives meanwhile.
+    process = subprocess.Popen(
+        [BIGMODEL, "serve", export_dir, "--port", "0", "--batch-timeout-ms", "1500"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = queue.Queue()
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in process.stderr], daemon=True
+    ).start()
+    try:
+        first = lines.get(timeout=60)
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)/v1/models/export ", first).group(1))
+        client = Client(port, "export")
+        deadline = time.monotonic() + 60
+        while version_state(client, 1) != "AVAILABLE":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        answers = []
+        request = threading.Thread(
+            target=lambda: answers.append(Client(port, "export").predict({"instances": ["hi"]}))
+        )
+        request.start()
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        request.join(30)
+        assert answers and answers[0][0] == 200, answers
+        assert process.wait(timeout=15) == 143
+    finally:
+        process.kill()
+    log = [first]
+    while not lines.empty():
+        log.append(lines.get())
+    log = "".join(log)
+    assert re.search(r"127\.0\.0\.1:\d+ GET /v1/models/export/versions/1 200 [\d.]+ ms", log), log
+    assert re.search(
+        r"127\.0\.0\.1:\d+ POST /v1/models/export:predict 200 1[5-9]\d\d\.\d\d ms", log
+    )
+    assert log.rstrip().endswith("Stopped by SIGTERM; requests in flight were answered."), log
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["{missing}"], "{missing}: no such export folder; write one with bigmodel export."),
+        (["{run}"], "no SavedModel version folder (1/saved_model.pb, ...) in it"),
+        (["{export}", "--port", "{busy}"], "cannot listen there (Address already in use)"),
+        (["{export}", "--model-name", "a:b"], "--model-name a:b: a model name cannot contain"),
+    ],
+)
+def test_the_command_refuses_what_it_cannot_serve(invoke, exports, tmp_path, arguments, message):
+    run_dir, _, export_dir = exports["lstm"]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        values = {
+            "missing": tmp_path / "nope",
+            "run": run_dir,
+            "export": export_dir,
+            "busy": busy.getsockname()[1],
+        }
+        result = invoke("serve", *[a.format(**values) for a in arguments])
+    assert result.exit_code == 2, result.output
+    assert message.format(**values) in result.output
