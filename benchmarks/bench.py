@@ -365,11 +365,12 @@ def latency(work, tiny, trained=None):
     return found
 
 
-def serving(work, tiny, exports):
+def serving(work, tiny, exports, repeats):
     """Requests per second and latency of `bigmodel serve` on the lstm and cnn exports of
     the latency section, by number of clients, with batching across requests and without.
     Bodies are TensorFlow Serving predict requests of one example each: held-out SMS
-    texts, and the digit PNGs as base64."""
+    texts, and the digit PNGs as base64. Servers with and without batching alternate, a
+    fresh process each time; each figure is the median over `repeats` servers."""
     import base64
 
     texts = pd.read_csv(work / "sms" / "test.tsv", **TSV)["SMS"].head(200)
@@ -381,14 +382,33 @@ def serving(work, tiny, exports):
             for p in images
         ]
     clients, seconds = ([1, 8], 1.0) if tiny else ([1, 8, 32], 5.0)
+    settings = (True,) if tiny else (True, False)
     found = {}
     for name, model_bodies in bodies.items():
-        found[name] = []
-        for batching in (True,) if tiny else (True, False):
-            found[name] += serve_load(
-                exports / name, model_bodies, clients, seconds, batching, work
-            )
+        runs = {(batching, count): [] for batching in settings for count in clients}
+        for _ in range(repeats):
+            for batching in settings:
+                for row in serve_load(
+                    exports / name, model_bodies, clients, seconds, batching, work
+                ):
+                    runs[(batching, row["clients"])].append(row)
+        found[name] = [_median_load(rows) for rows in runs.values()]
     return found
+
+
+def _median_load(rows):
+    """The median of each figure over repeated load runs of one setting."""
+    merged = {key: rows[0][key] for key in ("clients", "batching")}
+    for key in ("rps", "p50_ms", "p99_ms"):
+        merged[key] = float(np.median([row[key] for row in rows]))
+    merged["requests"] = sum(row["requests"] for row in rows)
+    statuses = {}
+    for row in rows:
+        for status, count in row["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + count
+    merged["statuses"] = statuses
+    merged["runs"] = rows
+    return merged
 
 
 def peak_flops():
@@ -528,6 +548,8 @@ def summary(results):
     if "serving" in results:
         lines += [
             "",
+            f"Median of {results['repeats']} servers per setting.",
+            "",
             "| model | batching | clients | requests/s | p50 | p99 | statuses |",
             "|---|---|---|---|---|---|---|",
         ]
@@ -565,7 +587,7 @@ def main():
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     train, test = write_text_data(work, args.tiny)
-    results = {"machine": _machine(), "command": " ".join(sys.argv)}
+    results = {"machine": _machine(), "command": " ".join(sys.argv), "repeats": args.repeats}
     if "text" in sections:
         print("Text classification, SMS 80/20:", flush=True)
         results["text"] = compare(
@@ -593,10 +615,10 @@ def main():
             trained = work / "runs" / f"{_slug('bigmodel (defaults)')}-0"
         results["latency"] = latency(work, args.tiny, trained)
     if "serving" in sections:
-        if "latency" not in sections:
+        if "latency" not in sections and not (work / "exports" / "lstm").is_dir():
             parser.error("--sections: serving serves the latency section's exports; add latency")
         print("bigmodel serve under load:", flush=True)
-        results["serving"] = serving(work, args.tiny, work / "exports")
+        results["serving"] = serving(work, args.tiny, work / "exports", args.repeats)
     results["help_ms"] = help_time()
     (work / "results.json").write_text(json.dumps(results, indent=2))
     print()

@@ -5,6 +5,10 @@ predict, in row or columnar form. Requests are read and answered on the event lo
 model calls run on a worker thread (`batching.Batcher`), merged across concurrent
 requests. The export folder is watched: a new version replaces the one serving once it
 has loaded, and never while it fails to.
+
+The handler is a plain ASGI app: TensorFlow Serving's URLs (`name:predict`, in any case)
+are its own regular expressions, which a web framework's router would only wrap. Uvicorn
+does the HTTP, the connections and the graceful stop.
 """
 
 import asyncio
@@ -52,9 +56,6 @@ class Endpoints:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
         if scope["type"] != "http":
             return
         start = time.perf_counter()
@@ -196,16 +197,6 @@ def _too_large(size, limit):
     )
 
 
-async def _lifespan(receive, send):
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 def _json(document):
     import json
 
@@ -234,7 +225,6 @@ def bind(host, port):
             "another --port, or a --host of this machine."
         ) from None
     sock.listen(2048)
-    sock.set_inheritable(True)
     return sock
 
 

@@ -66,6 +66,7 @@ def test_bench_runs_end_to_end_on_tiny_data(tmp_path):
     serving = results["serving"]["lstm"]
     assert [(row["clients"], row["batching"]) for row in serving] == [(1, True), (8, True)]
     for row in serving:
+        assert len(row["runs"]) == 1  # --repeats 1
         assert row["statuses"] == {"200": row["requests"]} and row["requests"] > 0
         assert row["rps"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"]
     assert "| bigmodel (seed sizes) |" in done.stdout and "`bigmodel --help`" in done.stdout
