@@ -343,7 +343,7 @@ def serve(
 ):
     """Serve an export folder with TensorFlow Serving's REST API."""
     _setup(ctx, tensorflow=False)
-    from keras_bigmodel.serving import ModelServer
+    from keras_bigmodel.serving import GRACE_SECONDS, ModelServer
 
     server = ModelServer(
         export_dir,
@@ -363,7 +363,12 @@ def serve(
     stopped_by = server.run()
     if stopped_by is not None:
         name = signal.Signals(stopped_by).name
-        click.echo(f"Stopped by {name}; requests in flight were answered.", err=True)
+        cut_off = server.app.cut_off
+        if cut_off:
+            done = f"{cut_off} request(s) still running after {GRACE_SECONDS} s were cut off"
+        else:
+            done = "requests in flight were answered"
+        click.echo(f"Stopped by {name}; {done}.", err=True)
         raise click.exceptions.Exit(128 + stopped_by)
 
 

@@ -10,7 +10,8 @@ of 0 nothing waits: requests merge only while the model is busy, so a lone reque
 no added latency. A request larger than `max_batch_size` runs alone and whole.
 
 A merged call that fails with a `ServingError` (one request's image does not decode, say)
-is run again request by request, so only the request at fault gets the error.
+is run again request by request, so only the request at fault gets the error. Requests
+merge only when their inputs agree in every dimension but the batch.
 """
 
 import asyncio
@@ -38,47 +39,50 @@ class _Task:
         self.loop = loop
 
     def same_call(self, other):
-        return self.servable is other.servable and self.signature == other.signature
+        """Whether `other` can join this request's model call."""
+        return (
+            self.servable is other.servable
+            and self.signature == other.signature
+            and all(
+                values.shape[1:] == other.inputs[name].shape[1:]
+                for name, values in self.inputs.items()
+            )
+        )
 
 
 class Batcher:
-    """Runs model calls off the event loop, merging concurrent requests when `enabled`.
+    """Runs model calls on one worker thread, off the event loop, merging concurrent
+    requests when `enabled`. One call at a time: TensorFlow runs each on every core.
 
     Args:
         enabled: merge concurrent requests; when False each request is one model call.
         max_batch_size: the most rows one merged call takes.
         timeout_ms: how long the first request of a batch waits for others when the
             queue holds fewer rows than `max_batch_size`; 0 merges only what is queued.
-        threads: model calls run at once (TensorFlow runs each on every core).
     """
 
-    def __init__(self, enabled=True, max_batch_size=64, timeout_ms=0.0, threads=1):
+    def __init__(self, enabled=True, max_batch_size=64, timeout_ms=0.0):
         self.enabled = enabled
         self.max_batch_size = max_batch_size
         self.timeout = timeout_ms / 1000.0
         self._queue = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"model-call-{i}", daemon=True)
-            for i in range(threads)
-        ]
+        self._thread = threading.Thread(target=self._work, name="model-calls", daemon=True)
         #: how many model calls ran and how many requests they answered.
         self.calls = 0
         self.requests = 0
 
     def start(self):
-        for thread in self._threads:
-            thread.start()
+        self._thread.start()
 
-    def stop(self):
-        """Lets the workers finish the calls queued so far, then ends them."""
-        for _ in self._threads:
-            self._queue.put(_STOP)
-        for thread in self._threads:
-            thread.join(timeout=30)
+    def stop(self, timeout=5):
+        """Lets the worker finish the calls queued so far, then ends it."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
 
     async def predict(self, servable, signature, inputs, rows):
-        """The outputs of `servable`'s `signature` on `inputs` (name to array, `rows` rows
-        each), computed on a worker thread, possibly together with other requests."""
+        """The outputs of `servable`'s `signature` (its resolved name) on `inputs` (name to
+        array, `rows` rows each), computed on the worker thread, possibly together with
+        other requests."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.put(_Task(servable, signature, inputs, rows, future, loop))
@@ -91,11 +95,13 @@ class Batcher:
             if task is _STOP:
                 return
             batch = [task]
-            if self.enabled:
-                stop = self._gather(batch, held)
-            else:
-                stop = False
-            self._run(batch)
+            stop = self._gather(batch, held) if self.enabled else False
+            try:
+                self._run(batch)
+            except Exception as error:  # a bug: answer every request, keep the worker
+                failure = ServingError(500, f"internal error: {type(error).__name__}: {error}")
+                for task in batch:
+                    _answer(task, None, failure)
             if stop:
                 return
 
@@ -148,11 +154,12 @@ class Batcher:
             return
         total = sum(task.rows for task in batch)
         for name, values in outputs.items():
-            if len(values) != total:
+            if values.ndim == 0 or len(values) != total:
                 error = ServingError(
                     500,
-                    f"output '{name}' has {len(values)} rows for {total} input rows, so "
-                    "merged requests cannot be split back; serve with --no-batching",
+                    f"output '{name}' of shape {list(values.shape)} does not have the "
+                    f"{total} input rows first, so merged requests cannot be split back; "
+                    "serve with --no-batching",
                 )
                 for task in batch:
                     _answer(task, None, error)
@@ -176,7 +183,10 @@ def _call(task, inputs=None):
 
 
 def _answer(task, outputs, error):
-    task.loop.call_soon_threadsafe(_settle, task.future, outputs, error)
+    try:
+        task.loop.call_soon_threadsafe(_settle, task.future, outputs, error)
+    except RuntimeError:  # the event loop has closed: the server stopped, nobody waits
+        pass
 
 
 def _settle(future, outputs, error):

@@ -19,6 +19,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 SAVED_MODEL_FILE = "saved_model.pb"
+_VERSION_NAME = re.compile(r"[0-9]+")
 #: what `bigmodel export` records in each version folder (exporting.EXPORT_FILE).
 EXPORT_RECORD = "export.json"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -48,10 +49,11 @@ class TensorInfo:
 
 
 class Signature:
-    """One signature of a loaded version: its inputs and outputs by name, and the
-    concrete function computing it."""
+    """One signature of a loaded version: its name, its inputs and outputs by name, and
+    the concrete function computing it."""
 
-    def __init__(self, function, inputs, outputs):
+    def __init__(self, name, function, inputs, outputs):
+        self.name = name
         self.function = function
         self.inputs = inputs
         self.outputs = outputs
@@ -79,8 +81,9 @@ class Servable:
         """Runs a signature on named numpy arrays; returns its outputs as numpy arrays.
 
         Raises:
-            ServingError: 400 when TensorFlow refuses an input value (an image that does
-                not decode, a shape the graph cannot take).
+            ServingError: with the HTTP status TensorFlow Serving gives the TensorFlow
+                error: 400 for an input the graph refuses (an image that does not
+                decode), 429 for one it runs out of memory on.
         """
         import tensorflow as tf
 
@@ -89,11 +92,25 @@ class Servable:
             outputs = signature.function(
                 **{name: tf.constant(values) for name, values in inputs.items()}
             )
-        except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError, ValueError) as error:
-            raise ServingError(
-                400, _tensorflow_message(getattr(error, "message", str(error)))
-            ) from None
+        except tf.errors.OpError as error:
+            status = _HTTP_STATUS.get(type(error).__name__, 500)
+            raise ServingError(status, _tensorflow_message(error.message)) from None
+        except ValueError as error:  # refused before the graph runs (a dtype, a shape)
+            raise ServingError(400, _tensorflow_message(str(error))) from None
         return {name: value.numpy() for name, value in outputs.items()}
+
+
+#: TensorFlow's errors as TensorFlow Serving answers them (model_servers/http_server.cc).
+_HTTP_STATUS = {
+    "InvalidArgumentError": 400,
+    "FailedPreconditionError": 400,
+    "OutOfRangeError": 400,
+    "NotFoundError": 404,
+    "ResourceExhaustedError": 429,
+    "UnimplementedError": 501,
+    "UnavailableError": 503,
+    "DeadlineExceededError": 504,
+}
 
 
 def _first_line(message):
@@ -132,6 +149,7 @@ def load_servable(version, path):
         if definition.method_name != PREDICT_METHOD or name not in loaded.signatures:
             continue
         signatures[name] = Signature(
+            name,
             loaded.signatures[name],
             {key: _tensor_info(value) for key, value in definition.inputs.items()},
             {key: _tensor_info(value) for key, value in definition.outputs.items()},
@@ -210,20 +228,26 @@ class ExportVersions:
         self.ready = threading.Event()
 
     def versions_on_disk(self):
-        """The version numbers of the folder's SavedModel version folders."""
-        found = []
-        for path in self.folder.iterdir() if self.folder.is_dir() else ():
-            if path.name.isdigit() and (path / SAVED_MODEL_FILE).is_file():
-                found.append(int(path.name))
-        return sorted(found)
+        """The folder's SavedModel version folders: version number to path."""
+        return {
+            version: path
+            for version, path in self._version_folders()
+            if (path / SAVED_MODEL_FILE).is_file()
+        }
+
+    def _version_folders(self):
+        # Folder names of digits only, as TensorFlow Serving reads them (`007` is 7).
+        for path in sorted(self.folder.iterdir()) if self.folder.is_dir() else ():
+            if _VERSION_NAME.fullmatch(path.name) and path.is_dir():
+                yield int(path.name), path
 
     def start(self):
         """Starts loading the newest version and watching the folder, in the background."""
         self._thread.start()
 
-    def stop(self):
+    def stop(self, timeout=5):
         self._stopped.set()
-        self._thread.join(timeout=10)
+        self._thread.join(timeout)
 
     def _poll(self):
         while not self._stopped.is_set():
@@ -237,12 +261,13 @@ class ExportVersions:
         """Loads the newest version that has not failed (with the same files) if it is not
         the one serving; returns the version serving afterwards."""
         self._note_other_formats()
-        for version in reversed(self.versions_on_disk()):
+        on_disk = self.versions_on_disk()
+        for version in sorted(on_disk, reverse=True):
             serving = self._serving
             if serving is not None and version == serving.version:
                 break
             status = self._statuses.get(version)
-            path = self.folder / str(version)
+            path = on_disk[version]
             if status is not None and status.state == END:
                 if status.error_code == "OK" or status.stamp == _stamp(path):
                     continue
@@ -253,8 +278,8 @@ class ExportVersions:
 
     def _note_other_formats(self):
         """Reports version folders of TFLite or ONNX exports, which are not served."""
-        for path in self.folder.iterdir() if self.folder.is_dir() else ():
-            if not path.name.isdigit() or int(path.name) in self._statuses:
+        for version, path in self._version_folders():
+            if version in self._statuses:
                 continue
             record = path / EXPORT_RECORD
             if (path / SAVED_MODEL_FILE).exists() or not record.is_file():
@@ -264,13 +289,13 @@ class ExportVersions:
             except (OSError, ValueError):
                 continue
             message = (
-                f"version {path.name} is a {fmt} export; bigmodel serve serves SavedModel "
+                f"version {version} is a {fmt} export; bigmodel serve serves SavedModel "
                 "versions (bigmodel export --format saved_model)"
             )
             log.warning("%s", message)
             with self._lock:
-                self._statuses[int(path.name)] = VersionStatus(
-                    int(path.name), END, "FAILED_PRECONDITION", message
+                self._statuses[version] = VersionStatus(
+                    version, END, "FAILED_PRECONDITION", message
                 )
 
     def _try_load(self, version, path):
@@ -313,7 +338,7 @@ class ExportVersions:
         if version is None:
             if serving is not None:
                 return serving
-            raise ServingError(503, self._unavailable())
+            raise self._unavailable()
         if serving is not None and serving.version == version:
             return serving
         status = self._statuses.get(version)
@@ -327,15 +352,20 @@ class ExportVersions:
         raise ServingError(404, message)
 
     def _unavailable(self):
-        failures = [s.error_message for s in self._statuses.values() if s.error_message]
-        if failures and not any(s.state == LOADING for s in self._statuses.values()):
-            return f"model {self.name} has no version that loads: " + "; ".join(failures)
-        return f"model {self.name} is loading"
+        """503 while a version loads; 404, with why, when none loads."""
+        with self._lock:
+            statuses = list(self._statuses.values())
+        if not statuses or any(status.state == LOADING for status in statuses):
+            return ServingError(503, f"model {self.name} is loading")
+        failures = "; ".join(status.error_message for status in statuses)
+        return ServingError(404, f"Servable not found for request: Latest({self.name}); {failures}")
 
     def status(self, version=None):
         """TensorFlow Serving's `model_version_status` list, newest version first."""
         with self._lock:
             statuses = sorted(self._statuses.values(), key=lambda s: -s.version)
+        if not statuses:
+            raise ServingError(404, f"Could not find any versions of model {self.name}")
         if version is not None:
             statuses = [s for s in statuses if s.version == version]
             if not statuses:
@@ -347,34 +377,31 @@ class ExportVersions:
 
 
 def _check_answers(servable):
-    """Calls each signature once on one row of neutral values: a version that loads but
-    cannot answer must not replace one that can."""
+    """Calls each signature once on one row of neutral values (zeros, empty strings): a
+    version that loads but cannot answer must not replace one that can. A 400 passes only
+    for a signature taking strings, which an empty string may fail (it is no image)."""
+    from keras_bigmodel.tensor_json import numpy_dtype
+
     for name, signature in servable.signatures.items():
-        if any(info.shape is None or -1 in info.shape[1:] for info in signature.inputs.values()):
-            continue
-        inputs = {
-            key: np.zeros((1, *info.shape[1:]), dtype=_NEUTRAL.get(info.dtype, np.float32))
-            for key, info in signature.inputs.items()
-        }
+        if any(
+            info.shape is None
+            or -1 in info.shape[1:]
+            or (info.dtype != "DT_STRING" and numpy_dtype(info.dtype) is None)
+            for info in signature.inputs.values()
+        ):
+            continue  # no neutral row to make: requests will tell
+        inputs = {}
         for key, info in signature.inputs.items():
             if info.dtype == "DT_STRING":
                 inputs[key] = np.full((1, *info.shape[1:]), b"", dtype=object)
+            else:
+                inputs[key] = np.zeros((1, *info.shape[1:]), dtype=numpy_dtype(info.dtype))
         try:
             servable.predict(name, inputs)
         except ServingError as error:
-            # An empty string is no image: a decode error still proves the graph runs.
-            if error.status != 400:
+            takes_strings = any(i.dtype == "DT_STRING" for i in signature.inputs.values())
+            if error.status != 400 or not takes_strings:
                 raise
-
-
-_NEUTRAL = {
-    "DT_FLOAT": np.float32,
-    "DT_DOUBLE": np.float64,
-    "DT_HALF": np.float16,
-    "DT_INT32": np.int32,
-    "DT_INT64": np.int64,
-    "DT_BOOL": np.bool_,
-}
 
 
 def _stamp(path):

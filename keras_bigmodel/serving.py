@@ -6,12 +6,13 @@ model calls run on a worker thread (`batching.Batcher`), merged across concurren
 requests. The export folder is watched: a new version replaces the one serving once it
 has loaded, and never while it fails to.
 
-The handler is a plain ASGI app: TensorFlow Serving's URLs (`name:predict`, in any case)
+The handler is a plain ASGI app: TensorFlow Serving's URLs (`/v1/models/NAME:predict`)
 are its own regular expressions, which a web framework's router would only wrap. Uvicorn
 does the HTTP, the connections and the graceful stop.
 """
 
 import asyncio
+import json
 import logging
 import re
 import signal
@@ -37,9 +38,6 @@ GET_PATH = re.compile(
 )
 API_PATH = re.compile(r"(?i)/v1/.*")
 
-#: bodies larger than this are parsed on a thread, so the event loop keeps answering.
-_LARGE_BODY = 256 * 1024
-
 
 class Endpoints:
     """The REST handler: routes a request to status, metadata or predict for one model.
@@ -54,11 +52,20 @@ class Endpoints:
         self.versions = versions
         self.batcher = batcher
         self.max_body_bytes = max_body_bytes
+        #: requests cancelled unanswered when a stopping server's grace period ended.
+        self.cut_off = 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return
         start = time.perf_counter()
+        try:
+            await self._respond(scope, receive, send, start)
+        except asyncio.CancelledError:
+            self.cut_off += 1
+            raise
+
+    async def _respond(self, scope, receive, send, start):
         status = 500
         try:
             status, body = await self._answer(scope, receive)
@@ -101,7 +108,7 @@ class Endpoints:
             match = POST_PATH.fullmatch(path)
             if match and match["method"] == "predict":
                 return 200, await self._predict(match, scope, receive)
-            if match:
+            if match and match["method"] in ("classify", "regress"):
                 raise ServingError(
                     400,
                     f":{match['method']} takes tf.Example inputs, which bigmodel serve does "
@@ -154,14 +161,8 @@ class Endpoints:
         version = self._version(match)
         body = await self._read_body(scope, receive)
         servable = self.versions.servable(version)
-        if len(body) > _LARGE_BODY:
-            loop = asyncio.get_running_loop()
-            request, tensors, rows, signature = await loop.run_in_executor(
-                None, _read_request, body, servable
-            )
-        else:
-            request, tensors, rows, signature = _read_request(body, servable)
-        outputs = await self.batcher.predict(servable, request.signature_name, tensors, rows)
+        request, tensors, rows, signature = _read_request(body, servable)
+        outputs = await self.batcher.predict(servable, signature.name, tensors, rows)
         return format_response(request.form, {name: outputs[name] for name in signature.outputs})
 
     async def _read_body(self, scope, receive):
@@ -173,7 +174,8 @@ class Endpoints:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise ServingError(400, "the client closed the connection mid-request")
+                # 499, as TensorFlow Serving logs a cancelled request; nobody reads it.
+                raise ServingError(499, "the client closed the connection mid-request")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -198,8 +200,6 @@ def _too_large(size, limit):
 
 
 def _json(document):
-    import json
-
     return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
 
@@ -226,6 +226,10 @@ def bind(host, port):
         ) from None
     sock.listen(2048)
     return sock
+
+
+#: how long a stopping server waits for the requests in flight.
+GRACE_SECONDS = 5
 
 
 class ModelServer:
@@ -260,13 +264,13 @@ class ModelServer:
         self.versions = open_export(export_dir, model_name, poll_seconds)
         self.batcher = Batcher(batching, max_batch_size, batch_timeout_ms)
         self.sock = bind(host, port)
-        app = Endpoints(self.versions, self.batcher, int(max_body_mb * 2**20))
+        self.app = Endpoints(self.versions, self.batcher, int(max_body_mb * 2**20))
         config = uvicorn.Config(
-            app,
+            self.app,
             log_level="warning",
             access_log=False,
             lifespan="off",
-            timeout_graceful_shutdown=10,
+            timeout_graceful_shutdown=GRACE_SECONDS,
             server_header=False,
         )
         self.server = uvicorn.Server(config)
@@ -279,7 +283,8 @@ class ModelServer:
 
     def run(self):
         """Serves until `stop()` or SIGINT/SIGTERM; returns the signal that stopped it, if
-        any, after the requests in flight have been answered."""
+        any, once the requests in flight have been answered (or, after `GRACE_SECONDS`,
+        cut off: `self.app.cut_off` counts them)."""
         stopped_by = []
 
         def record(signum, frame):

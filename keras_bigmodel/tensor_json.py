@@ -35,6 +35,14 @@ _INTEGER_RANGES = {
     name: (int(np.iinfo(kind).min), int(np.iinfo(kind).max)) for name, kind in _INTEGERS.items()
 }
 _NUMPY = {**_FLOATS, **_INTEGERS, "DT_BOOL": np.bool_}
+#: more levels of lists than any model takes (numpy stops at 64).
+MAX_RANK = 32
+
+
+def numpy_dtype(dtype):
+    """The numpy dtype JSON values of a TensorFlow dtype (`DT_FLOAT`) are read into; None
+    for strings and for dtypes JSON requests cannot carry."""
+    return _NUMPY.get(dtype)
 
 
 class PredictRequest:
@@ -233,6 +241,8 @@ def _parse(value, dtype):
     order, and the shape its first elements give (every list must agree)."""
     convert = _converter(dtype)
     shape = _shape(value)
+    if len(shape) > MAX_RANK:
+        raise BadValue(f"the value nests {len(shape)} lists deep; at most {MAX_RANK} are read")
     leaves = []
     _flatten(value, shape, 0, leaves, convert)
     return leaves, shape
@@ -240,7 +250,7 @@ def _parse(value, dtype):
 
 def _shape(value):
     shape = []
-    while isinstance(value, list):
+    while isinstance(value, list) and len(shape) <= MAX_RANK:
         shape.append(len(value))
         if not value:
             break
@@ -300,8 +310,10 @@ def _string(leaf):
     if isinstance(leaf, dict):
         if not _is_b64(leaf) or not isinstance(leaf["b64"], str):
             raise BadValue(f"JSON Value: {_debug(leaf)} not formatted correctly for base64 data")
+        encoded = leaf["b64"]
         try:
-            return base64.b64decode(leaf["b64"], validate=True)
+            # Padding may be left out, as absl's Base64Unescape allows.
+            return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
         except (binascii.Error, ValueError):
             raise BadValue(f"Unable to base64 decode {_debug(leaf['b64'])}") from None
     raise _type_error(leaf, "DT_STRING")
@@ -311,7 +323,10 @@ def _float_of(dtype):
     def convert(leaf):
         if isinstance(leaf, bool) or not isinstance(leaf, int | float):
             raise _type_error(leaf, dtype)
-        return leaf
+        try:
+            return float(leaf)
+        except OverflowError:  # an integer of hundreds of digits
+            raise _type_error(leaf, dtype) from None
 
     return convert
 
