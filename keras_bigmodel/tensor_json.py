@@ -12,6 +12,7 @@ names end in `_bytes` are written as `{"b64": "..."}`.
 import base64
 import binascii
 import json
+import math
 
 import numpy as np
 
@@ -320,13 +321,24 @@ def _string(leaf):
 
 
 def _float_of(dtype):
+    # As TensorFlow Serving's IsLosslessDecimal: a finite number outside the type's range,
+    # or an integer past its mantissa, is refused rather than rounded to inf or changed.
+    info = np.finfo(_FLOATS[dtype])
+    largest, exact = float(info.max), 2 ** (info.nmant + 1) - 1
+    target = "float" if dtype == "DT_FLOAT" else "double"
+
     def convert(leaf):
         if isinstance(leaf, bool) or not isinstance(leaf, int | float):
             raise _type_error(leaf, dtype)
-        try:
-            return float(leaf)
-        except OverflowError:  # an integer of hundreds of digits
-            raise _type_error(leaf, dtype) from None
+        if isinstance(leaf, int):
+            lossy = abs(leaf) > exact
+        else:
+            lossy = math.isfinite(leaf) and abs(leaf) > largest
+        if lossy:
+            raise BadValue(
+                f"Cannot convert JSON value: {_debug(leaf)} to {target} without loss of precision."
+            )
+        return float(leaf)
 
     return convert
 

@@ -63,6 +63,10 @@ def test_nan_and_infinity_are_read_for_float_inputs():
         b' {"rooms": -Infinity, "ocean": "y", "floors": 2}]}'  # fmt: skip
     found, _ = request_tensors(parse_request(body), TABLE)
     assert math.isnan(found["rooms"][0]) and found["rooms"][1] == -np.inf
+    # The largest of each kind that converts exactly is read, as TensorFlow Serving does.
+    row = {"rooms": -(2**24 - 1), "ocean": "x", "floors": 1}
+    found, _ = tensors({"instances": [row, {**row, "rooms": -3.4e38}]}, TABLE)
+    assert found["rooms"].tolist() == [-(2**24 - 1), np.float32(-3.4e38)]
 
 
 def test_nested_shapes_stack_by_instance():
@@ -125,6 +129,11 @@ def test_bad_requests_get_400_with_tensorflow_serving_wording(body, message):
          "Type: True is not of expected type: float"),
         ({"instances": [{"rooms": 3, "ocean": "x", "floors": 2**70}]}, "is not of expected "
          "type: int64"),
+        ({"instances": [{"rooms": 1e300, "ocean": "x", "floors": 1}]}, "key: rooms of "
+         "'instances' list. Error: Cannot convert JSON value: 1e+300 to float without loss "
+         "of precision."),
+        ({"instances": [{"rooms": 2**24 + 1, "ocean": "x", "floors": 1}]}, "Cannot convert "
+         "JSON value: 16777217 to float without loss of precision."),
         ({"inputs": {"rooms": [1, 2], "ocean": ["x"], "floors": [1, 2]}}, "input tensors "
          "must have the same size in dimension 0 (batch); got floors: 2, ocean: 1, rooms: 2"),
     ],
