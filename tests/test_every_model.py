@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -165,3 +166,25 @@ def check_scoring_keeps_row_order(model):
     examples = Examples({"text": texts}, None, pd.DataFrame({"text": texts}), "texts", [])
     one_by_one = [model.predict({"text": texts[i : i + 1]}, verbose=0)[0] for i in range(7)]
     np.testing.assert_allclose(model_outputs(model, examples), one_by_one, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["lstm", "transformer"])
+def test_embedding_dropout_drops_a_texts_same_dimensions_in_every_word(name):
+    """`--embedding-dropout` reaches each text model's network: while training, each text
+    loses the same word-vector dimensions in all its words (rescaling the rest), and at
+    inference nothing is dropped. The lstm drops half by default, the transformer none."""
+    recipe = get_recipe(name)
+    assert recipe.options_class().embedding_dropout == {"lstm": 0.5, "transformer": 0.0}[name]
+    options = recipe.options_class(embedding_dropout=0.5, max_length=8)
+    preprocessing = SimpleNamespace(vocabulary_size=20, vectors=None, embedding_dim=16)
+    network = recipe.build_network(preprocessing, options, 2)
+    probe = keras.Model(network.input, network.get_layer("embedding_dropout").output)
+    ids = np.array([[3, 7, 1, 9, 4, 2], [5, 6, 8, 10, 11, 12]])
+    vectors = network.get_layer("embedding")(ids).numpy()
+    dropped = probe(ids, training=True).numpy()
+    kept = dropped != 0
+    # Per text, one set of dimensions for all six words; kept values scaled by 1 / 0.5.
+    assert (kept == kept[:, :1, :]).all()
+    assert 0 < kept[:, 0, :].sum() < kept[:, 0, :].size
+    np.testing.assert_allclose(dropped[kept], 2 * vectors[kept], rtol=1e-6)
+    np.testing.assert_allclose(probe(ids, training=False).numpy(), vectors)

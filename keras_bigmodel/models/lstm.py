@@ -23,12 +23,6 @@ class LSTMOptions(TextClassifierOptions):
         "How the LSTM's outputs become one vector: their mean over the words, or the final state.",
         choices=("mean", "last"),
     )
-    embedding_dropout: float = option(
-        0.25,
-        "Rate at which whole word vectors are dropped while training.",
-        minimum=0.0,
-        below=1.0,
-    )
 
 
 @register
@@ -38,6 +32,12 @@ class LSTMTextClassifier(TextClassifierRecipe):
     name = "lstm"
     summary = "Text classifier: word embeddings and a (bidirectional) LSTM."
     Options = LSTMOptions
+    # Measured on three public sentence sets with seeds 1, 2, 3 (benchmarks/README.md,
+    # "Text models against the bigram baseline"): dropping half the word-vector dimensions
+    # of each text (was a quarter) and batches of 64 (was 32) took customer reviews from
+    # 79.2% to 80.6% and SMS from 98.7% to 99.0%, TREC questions 87.7% against 87.3%
+    # (500 test rows, noise), with epochs of half as many steps.
+    train_defaults = {"batch_size": 64}
     # TFLite's converter lowers the LSTM's loop to built-in operations only when each
     # step's tensors have a static shape, so the .tflite file reads one text per call.
     portable_batch = 1
@@ -51,8 +51,7 @@ class LSTMTextClassifier(TextClassifierRecipe):
         import keras
 
         token_ids = keras.Input(shape=(None,), dtype="int64", name="token_ids")
-        x = self.word_embedding(preprocessing, options)(token_ids)
-        x = keras.layers.SpatialDropout1D(options.embedding_dropout, name="embedding_dropout")(x)
+        x = self.embedded_words(token_ids, preprocessing, options)
         # The mean over every word's output (the mask keeps padding out of it) lets a
         # telling word anywhere in a long text count as much as one near its end.
         recurrent = keras.layers.LSTM(

@@ -14,6 +14,17 @@ log = logging.getLogger(__name__)
 DEFAULT_EMBEDDING_DIM = 64
 
 
+def embedding_dropout_option(default):
+    """`--embedding-dropout`, whose default each text model chooses."""
+    return option(
+        default,
+        "Rate at which word-vector dimensions are dropped while training, each for all the "
+        "words of a text (spatial dropout).",
+        minimum=0.0,
+        below=1.0,
+    )
+
+
 @dataclass
 class TextClassifierOptions:
     """Vocabulary and embedding options of every text classifier."""
@@ -40,6 +51,7 @@ class TextClassifierOptions:
     freeze_embeddings: bool = option(
         False, "Keep the --embeddings vectors as they are while training (all words)."
     )
+    embedding_dropout: float = embedding_dropout_option(0.5)
     dropout: float = option(0.5, "Dropout rate before the classifier.", minimum=0.0, below=1.0)
     bucket_by_length: bool = option(
         True, "Batch texts of similar length together, so batches carry little padding."
@@ -162,6 +174,15 @@ class TextClassifierRecipe(Recipe):
             layer.build((None, None))
             layer.embeddings.assign(vectors.matrix)
         return layer
+
+    def embedded_words(self, token_ids, preprocessing, options):
+        """The word vectors of `token_ids` (`word_embedding`), then spatial dropout: while
+        training, each text loses the same randomly chosen dimensions in all its words,
+        so no single dimension of a word can carry a decision alone."""
+        import keras
+
+        x = self.word_embedding(preprocessing, options)(token_ids)
+        return keras.layers.SpatialDropout1D(options.embedding_dropout, name="embedding_dropout")(x)
 
     def network_dataset(self, batches, preprocessing, options):
         import tensorflow as tf

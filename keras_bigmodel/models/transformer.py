@@ -5,13 +5,21 @@ from dataclasses import dataclass
 from keras_bigmodel.config import option
 from keras_bigmodel.models.recipe import softmax_output
 from keras_bigmodel.models.registry import register
-from keras_bigmodel.models.text_classifier import TextClassifierOptions, TextClassifierRecipe
+from keras_bigmodel.models.text_classifier import (
+    TextClassifierOptions,
+    TextClassifierRecipe,
+    embedding_dropout_option,
+)
 
 
 @dataclass
 class TransformerOptions(TextClassifierOptions):
     """Options of the Transformer text classifier."""
 
+    # Off: the lstm's spatial dropout changed nothing here beyond the seeds' spread
+    # (customer reviews 78.1% without, 78.4% at 0.25, 78.2% at 0.5; TREC 85.5% without,
+    # 85.2% at 0.25; SMS 98.95% and 98.92%; seeds 1, 2, 3).
+    embedding_dropout: float = embedding_dropout_option(0.0)
     num_heads: int = option(4, "Attention heads of each block.", minimum=1)
     num_layers: int = option(1, "Transformer blocks (attention and feed-forward).", minimum=1)
     ff_dim: int = option(128, "Hidden units of each block's feed-forward layer.", minimum=1)
@@ -45,9 +53,9 @@ class TransformerTextClassifier(TextClassifierRecipe):
         token_ids = keras.Input(shape=(None,), dtype="int64", name="token_ids")
         # The padding mask (token id 0) travels with the tensors: attention never reads a
         # padded position, and the mean at the end leaves them out.
-        x = self.word_embedding(preprocessing, options)(token_ids)
+        x = self.embedded_words(token_ids, preprocessing, options)
         x = PositionEmbedding(options.max_length, name="position_embedding")(x)
-        x = keras.layers.Dropout(options.block_dropout, name="embedding_dropout")(x)
+        x = keras.layers.Dropout(options.block_dropout, name="position_dropout")(x)
         key_dim = -(-preprocessing.embedding_dim // options.num_heads)
         for block in range(1, options.num_layers + 1):
             x = encoder_block(x, options, key_dim, f"block{block}")
