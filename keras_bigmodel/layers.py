@@ -105,27 +105,50 @@ class DecodeImages(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="bigmodel")
 class PositionEmbedding(keras.layers.Layer):
-    """Adds a learned vector for each position to a sequence of word vectors.
+    """Adds a vector for each position to a sequence of word vectors.
 
-    Takes `[batch, length, dim]` with `length <= max_length`, returns the same shape; the
-    padding mask passes through.
+    `kind` says which vectors: `learned` ones, or the fixed `sinusoidal` ones of
+    "Attention is all you need" (position p, dimension 2i: sin(p / 10000^(2i/dim)), 2i+1:
+    its cosine), which the network cannot fit to the training positions. Either is a
+    `[max_length, dim]` table, fixed ones kept as a non-trainable weight, so the saved
+    model and its exports hold the same table. Takes `[batch, length, dim]` with
+    `length <= max_length`, returns the same shape; the padding mask passes through.
     """
 
-    def __init__(self, max_length, **kwargs):
+    def __init__(self, max_length, kind="learned", **kwargs):
         super().__init__(**kwargs)
+        if kind not in ("learned", "sinusoidal"):
+            raise ValueError(f"PositionEmbedding: kind must be learned or sinusoidal, not {kind!r}")
         self.max_length = max_length
+        # Models saved before `kind` existed have learned positions: the default.
+        self.kind = kind
         self.supports_masking = True
 
     def build(self, input_shape):
+        learned = self.kind == "learned"
         self.positions = self.add_weight(
             shape=(self.max_length, input_shape[-1]),
-            initializer=keras.initializers.RandomUniform(-0.05, 0.05),
+            initializer=keras.initializers.RandomUniform(-0.05, 0.05) if learned else "zeros",
+            trainable=learned,
             name="positions",
         )
+        if not learned:
+            self.positions.assign(sinusoidal_positions(self.max_length, input_shape[-1]))
 
     def call(self, inputs):
         length = keras.ops.shape(inputs)[1]
         return inputs + keras.ops.cast(self.positions[:length], inputs.dtype)
 
     def get_config(self):
-        return {**super().get_config(), "max_length": self.max_length}
+        return {**super().get_config(), "max_length": self.max_length, "kind": self.kind}
+
+
+def sinusoidal_positions(max_length, dim):
+    """The `[max_length, dim]` float32 table of fixed sinusoidal position vectors."""
+    import numpy as np
+
+    positions = np.arange(max_length)[:, None]
+    pairs = np.arange(dim)[None, :] // 2
+    angles = positions / np.power(10000.0, 2 * pairs / dim)
+    odd = np.arange(dim)[None, :] % 2 == 1
+    return np.where(odd, np.cos(angles), np.sin(angles)).astype("float32")

@@ -23,6 +23,13 @@ class TransformerOptions(TextClassifierOptions):
     num_heads: int = option(4, "Attention heads of each block.", minimum=1)
     num_layers: int = option(1, "Transformer blocks (attention and feed-forward).", minimum=1)
     ff_dim: int = option(128, "Hidden units of each block's feed-forward layer.", minimum=1)
+    # Fixed sinusoids over learned vectors, seeds 1, 2, 3: customer reviews 79.2% against
+    # 78.1%, TREC 86.9% against 85.5%, SMS 99.04% against 98.95% (benchmarks/README.md).
+    positions: str = option(
+        "sinusoidal",
+        "Position vectors added to the word vectors: fixed sine and cosine waves, or learned ones.",
+        choices=("sinusoidal", "learned"),
+    )
     block_dropout: float = option(
         0.1,
         "Dropout rate inside the blocks: embeddings, attention weights, residual branches.",
@@ -54,7 +61,7 @@ class TransformerTextClassifier(TextClassifierRecipe):
         # The padding mask (token id 0) travels with the tensors: attention never reads a
         # padded position, and the mean at the end leaves them out.
         x = self.embedded_words(token_ids, preprocessing, options)
-        x = PositionEmbedding(options.max_length, name="position_embedding")(x)
+        x = PositionEmbedding(options.max_length, options.positions, name="position_embedding")(x)
         x = keras.layers.Dropout(options.block_dropout, name="position_dropout")(x)
         key_dim = -(-preprocessing.embedding_dim // options.num_heads)
         for block in range(1, options.num_layers + 1):
