@@ -74,15 +74,15 @@ def main():
     reviews = [("pos", text) for text in lines(raw / "custrev.pos")]
     reviews += [("neg", text) for text in lines(raw / "custrev.neg")]
     train, test = stratified_split(reviews, 0.2, args.seed)
-    write(train, args.out_dir / "cr" / "train.tsv")
-    write(test, args.out_dir / "cr" / "test.tsv")
-
-    write(trec(raw / "TREC.train", "latin-1"), args.out_dir / "trec" / "train.tsv")
-    write(trec(raw / "TREC.test", "utf-8"), args.out_dir / "trec" / "test.tsv")
-    for name in ("cr", "trec"):
-        for split in ("train", "test"):
-            count = sum(1 for _ in open(args.out_dir / name / f"{split}.tsv")) - 1
-            print(f"{args.out_dir / name / split}.tsv: {count} rows")
+    tables = {
+        "cr/train.tsv": train,
+        "cr/test.tsv": test,
+        "trec/train.tsv": trec(raw / "TREC.train", "latin-1"),
+        "trec/test.tsv": trec(raw / "TREC.test", "utf-8"),
+    }
+    for name, rows in tables.items():
+        write(rows, args.out_dir / name)
+        print(f"{args.out_dir / name}: {len(rows)} rows")
 
 
 if __name__ == "__main__":
