@@ -12,6 +12,8 @@ before it writes anything.
 import keras
 import tensorflow as tf
 
+from keras_bigmodel.layers import BagOfNgrams
+
 
 class FusedLSTMClassifier(keras.layers.Layer):
     """The inference pass of `LSTMTextClassifier`'s network, one fused kernel per direction.
@@ -53,7 +55,7 @@ class FusedLSTMClassifier(keras.layers.Layer):
             # which the reversed pass reads last and `reverse_sequence` put back at 0.
             last = tf.gather(tf.transpose(outputs[0], [1, 0, 2]), lengths - 1, batch_dims=1)
             features = tf.concat([last, *[o[0] for o in outputs[1:]]], axis=-1)
-        return self.network.get_layer("probabilities")(features)
+        return _classify(self.network, features, ids)
 
     def compute_output_shape(self, input_shape):
         return self.network.output_shape
@@ -73,6 +75,10 @@ def fused_lstm_classifier(network):
         keras.layers.GlobalAveragePooling1D,
         keras.layers.Dropout,
         keras.layers.Dense,
+        # The end `softmax_output` builds with added scores (`--ngrams`).
+        BagOfNgrams,
+        keras.layers.Add,
+        keras.layers.Activation,
     )
     recurrent = _recurrent_layer(network)
     if (
@@ -107,6 +113,16 @@ def _recurrent_layer(network):
         ):
             return layer
     return None
+
+
+def _classify(network, features, ids):
+    """The network's probabilities from its pooled `features` and token `ids`: the
+    softmax of the features' scores plus, where the network has them, its n-grams'."""
+    layers = {layer.name: layer for layer in network.layers}
+    if "ngrams" not in layers:
+        return layers["probabilities"](features)
+    scores = layers["network_scores"](features) + layers["ngrams"](ids)
+    return layers["probabilities"](scores)
 
 
 def _run(layer, words):

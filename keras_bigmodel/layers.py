@@ -1,9 +1,9 @@
 """The project's registered Keras layers and functions, which saved models name.
 
-`model.keras` files name `bigmodel>standardize_text`, `bigmodel>DecodeImages` and
-`bigmodel>PositionEmbedding`. `import keras_bigmodel` has this module imported as soon as
-Keras is (see `keras_bigmodel.registration`), so `keras.models.load_model` finds them in
-safe mode.
+`model.keras` files name `bigmodel>standardize_text`, `bigmodel>DecodeImages`,
+`bigmodel>PositionEmbedding` and `bigmodel>BagOfNgrams`. `import keras_bigmodel` has this
+module imported as soon as Keras is (see `keras_bigmodel.registration`), so
+`keras.models.load_model` finds them in safe mode.
 """
 
 import keras
@@ -152,3 +152,72 @@ def sinusoidal_positions(max_length, dim):
     angles = positions / np.power(10000.0, 2 * pairs / dim)
     odd = np.arange(dim)[None, :] % 2 == 1
     return np.where(odd, np.cos(angles), np.sin(angles)).astype("float32")
+
+
+#: the multiplier of `BagOfNgrams`' hash: a prime, so runs that differ in any word differ.
+NGRAM_HASH_PRIME = 1_000_003
+
+
+@keras.saving.register_keras_serializable(package="bigmodel")
+class BagOfNgrams(keras.layers.Layer):
+    """Scores texts by the words and runs of consecutive words they hold: a linear model
+    over a bag of n-grams, as fastText's classifier or a logistic regression over bigrams.
+
+    Takes `[batch, words]` token ids padded with 0 at the end, returns `[batch, outputs]`
+    float32 scores. Each token id has a row of scores per output; each run of 2 to
+    `ngrams` consecutive words is hashed to one of `buckets` further rows. A text's scores
+    are the sum of its n-grams' rows over the square root of their number, so a long text
+    does not grow confident from its length alone, times `gain`.
+
+    The rows start at zero. Adam moves every weight by about its learning rate per step,
+    whatever the gradient's size, so at 1e-3 a row would move 0.05 in an epoch of 50
+    steps: `gain` multiplies the scores, so the table learns that many times faster than
+    the network beside it.
+    """
+
+    def __init__(self, vocabulary_size, outputs, ngrams=2, buckets=2**17, gain=30.0, **kwargs):
+        super().__init__(**kwargs)
+        if ngrams < 1 or buckets < 1:
+            raise ValueError(
+                f"BagOfNgrams: ngrams and buckets must be at least 1, not {ngrams} and {buckets}"
+            )
+        self.vocabulary_size, self.outputs = vocabulary_size, outputs
+        self.ngrams, self.buckets, self.gain = ngrams, buckets, gain
+
+    def build(self, input_shape):
+        rows = self.vocabulary_size + (self.buckets if self.ngrams > 1 else 0)
+        self.table = self.add_weight(
+            shape=(rows, self.outputs), initializer="zeros", name="table", dtype="float32"
+        )
+
+    def call(self, ids):
+        ops = keras.ops
+        ids = ops.cast(ids, "int64")
+        present = ids > 0
+        rows, counted = [ids], [present]
+        run = ids
+        for n in range(2, self.ngrams + 1):
+            # The hash of the n words ending at each position, from that of the n-1 before.
+            run = (run[:, :-1] * NGRAM_HASH_PRIME + ids[:, n - 1 :]) % self.buckets
+            rows.append(run + self.vocabulary_size)
+            # Padding only ends a text: a run is all words where its last one is a word.
+            counted.append(present[:, n - 1 :])
+        rows = ops.concatenate(rows, axis=1)
+        counted = ops.cast(ops.concatenate(counted, axis=1), "float32")
+        # expand_dims, not [..., None]: TFLite has no built-in slice adding an axis.
+        scores = ops.sum(ops.take(self.table, rows, axis=0) * ops.expand_dims(counted, -1), axis=1)
+        number = ops.maximum(ops.sum(counted, axis=1, keepdims=True), 1.0)
+        return scores * (self.gain / ops.sqrt(number))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.outputs)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocabulary_size": self.vocabulary_size,
+            "outputs": self.outputs,
+            "ngrams": self.ngrams,
+            "buckets": self.buckets,
+            "gain": self.gain,
+        }

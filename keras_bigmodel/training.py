@@ -81,7 +81,7 @@ RESUME_MAY_CHANGE = (
 
 #: options added since bigmodel 0.1, with the value that trains a run which recorded none
 #: of them as it began (a resumed run must see the batches it would have seen).
-ADDED_OPTIONS = {"bucket_by_length": False, "positions": "learned"}
+ADDED_OPTIONS = {"bucket_by_length": False, "positions": "learned", "ngrams": 0}
 
 
 def resolve_config(model, data=None, config=None, recorded=None, **flags):

@@ -58,14 +58,17 @@ def test_metrics_of_a_large_split_are_computed_on_a_seeded_sample(tmp_path, monk
 
 @pytest.mark.parametrize("bidirectional", [True, False], ids=["bidirectional", "forward"])
 @pytest.mark.parametrize("pooling", ["mean", "last"])
-def test_the_exports_fused_lstm_computes_what_the_network_computes(bidirectional, pooling):
+@pytest.mark.parametrize("ngrams", [2, 0], ids=["ngrams", "network-alone"])
+def test_the_exports_fused_lstm_computes_what_the_network_computes(bidirectional, pooling, ngrams):
     import keras
 
     from keras_bigmodel.inference import FusedLSTMClassifier, fused_lstm_classifier
     from keras_bigmodel.models import get_recipe
 
     recipe = get_recipe("lstm")
-    options = recipe.options_class(bidirectional=bidirectional, pooling=pooling, units=6)
+    options = recipe.options_class(
+        bidirectional=bidirectional, pooling=pooling, units=6, ngrams=ngrams, ngram_buckets=16
+    )
     # What build_network reads of TextPreprocessing, without a vocabulary to adapt.
     preprocessing = SimpleNamespace(vocabulary_size=20, vectors=None, embedding_dim=5)
     network = recipe.build_network(preprocessing, options, 3)

@@ -3,7 +3,6 @@
 from dataclasses import dataclass
 
 from keras_bigmodel.config import option
-from keras_bigmodel.models.recipe import softmax_output
 from keras_bigmodel.models.registry import register
 from keras_bigmodel.models.text_classifier import (
     TextClassifierOptions,
@@ -27,7 +26,8 @@ class LSTMOptions(TextClassifierOptions):
 
 @register
 class LSTMTextClassifier(TextClassifierRecipe):
-    """Embedding -> LSTM (optionally bidirectional) -> dropout -> Dense softmax."""
+    """Embedding -> LSTM (optionally bidirectional) -> dropout -> Dense scores, plus a bag of
+    n-grams' scores (`--ngrams`) -> softmax."""
 
     name = "lstm"
     summary = "Text classifier: word embeddings and a (bidirectional) LSTM."
@@ -62,7 +62,7 @@ class LSTMTextClassifier(TextClassifierRecipe):
         features = recurrent(x)
         if options.pooling == "mean":
             features = keras.layers.GlobalAveragePooling1D(name="mean_over_words")(features)
-        probabilities = softmax_output(features, options.dropout, num_outputs)
+        probabilities = self.text_output(features, token_ids, preprocessing, options, num_outputs)
         return keras.Model(token_ids, probabilities, name="lstm_classifier")
 
     def serving_model(self, model, options):

@@ -113,16 +113,23 @@ class Recipe:
         return None
 
 
-def softmax_output(features, dropout, num_outputs):
+def softmax_output(features, dropout, num_outputs, added_scores=None):
     """The end of every classifier network: dropout, then a softmax over the classes.
 
-    The softmax layer computes in float32 even under mixed precision, so probabilities
-    and the loss keep their precision, and is named `probabilities`: the fused lstm
-    export (`keras_bigmodel.inference`) finds it by that name.
+    `added_scores`, float32 `[batch, num_outputs]` (the text models' `BagOfNgrams`), are
+    added to the scores the features give before the softmax. The last layers compute in
+    float32 even under mixed precision, so probabilities and the loss keep their
+    precision. The softmax is named `probabilities`, and the scores from the features
+    `network_scores` when there are added ones: the fused lstm export
+    (`keras_bigmodel.inference`) finds them by these names.
     """
     import keras
 
     x = keras.layers.Dropout(dropout, name="dropout")(features)
-    return keras.layers.Dense(
-        num_outputs, activation="softmax", dtype="float32", name="probabilities"
-    )(x)
+    if added_scores is None:
+        return keras.layers.Dense(
+            num_outputs, activation="softmax", dtype="float32", name="probabilities"
+        )(x)
+    scores = keras.layers.Dense(num_outputs, dtype="float32", name="network_scores")(x)
+    scores = keras.layers.Add(dtype="float32", name="scores")([scores, added_scores])
+    return keras.layers.Activation("softmax", dtype="float32", name="probabilities")(scores)

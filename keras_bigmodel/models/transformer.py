@@ -3,7 +3,6 @@
 from dataclasses import dataclass
 
 from keras_bigmodel.config import option
-from keras_bigmodel.models.recipe import softmax_output
 from keras_bigmodel.models.registry import register
 from keras_bigmodel.models.text_classifier import (
     TextClassifierOptions,
@@ -41,7 +40,8 @@ class TransformerOptions(TextClassifierOptions):
 
 @register
 class TransformerTextClassifier(TextClassifierRecipe):
-    """Word + position embeddings -> Transformer blocks -> masked mean -> dropout -> softmax."""
+    """Word + position embeddings -> Transformer blocks -> masked mean -> dropout -> Dense
+    scores, plus a bag of n-grams' scores (`--ngrams`) -> softmax."""
 
     name = "transformer"
     summary = "Text classifier: word and position embeddings and self-attention blocks."
@@ -68,7 +68,7 @@ class TransformerTextClassifier(TextClassifierRecipe):
         for block in range(1, options.num_layers + 1):
             x = encoder_block(x, options, key_dim, f"block{block}")
         x = keras.layers.GlobalAveragePooling1D(name="mean_over_words")(x)
-        probabilities = softmax_output(x, options.dropout, num_outputs)
+        probabilities = self.text_output(x, token_ids, preprocessing, options, num_outputs)
         return keras.Model(token_ids, probabilities, name="transformer_classifier")
 
 
