@@ -1,9 +1,9 @@
 """The project's registered Keras layers and functions, which saved models name.
 
 `model.keras` files name `bigmodel>standardize_text`, `bigmodel>DecodeImages`,
-`bigmodel>PositionEmbedding` and `bigmodel>BagOfNgrams`. `import keras_bigmodel` has this
-module imported as soon as Keras is (see `keras_bigmodel.registration`), so
-`keras.models.load_model` finds them in safe mode.
+`bigmodel>PositionEmbedding`, `bigmodel>PaddingMask` and `bigmodel>BagOfNgrams`.
+`import keras_bigmodel` has this module imported as soon as Keras is (see
+`keras_bigmodel.registration`), so `keras.models.load_model` finds them in safe mode.
 """
 
 import keras
@@ -141,6 +141,18 @@ class PositionEmbedding(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "max_length": self.max_length, "kind": self.kind}
+
+
+@keras.saving.register_keras_serializable(package="bigmodel")
+class PaddingMask(keras.layers.Layer):
+    """Which positions of `[batch, words]` token ids hold words: `[batch, words]` booleans,
+    false where the id is 0 (padding)."""
+
+    def call(self, ids):
+        return keras.ops.not_equal(ids, 0)
+
+    def compute_output_spec(self, ids):
+        return keras.KerasTensor(ids.shape, dtype="bool")
 
 
 def sinusoidal_positions(max_length, dim):

@@ -33,7 +33,8 @@ FOR_MODEL["lstm"] = lstm_data
 
 
 def transformer_data(folder):
-    options = {"embedding_dim": 8, "num_heads": 2, "num_layers": 1, "ff_dim": 8}
+    # Two blocks: the second is where a lost padding mask would show.
+    options = {"embedding_dim": 8, "num_heads": 2, "num_layers": 2, "ff_dim": 8}
     return sms_table(folder), {**options, "min_frequency": 1}
 
 

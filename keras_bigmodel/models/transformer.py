@@ -56,30 +56,46 @@ class TransformerTextClassifier(TextClassifierRecipe):
     def build_network(self, preprocessing, options, num_outputs):
         import keras
 
-        from keras_bigmodel.layers import PositionEmbedding
+        from keras_bigmodel.layers import PaddingMask, PositionEmbedding
 
         token_ids = keras.Input(shape=(None,), dtype="int64", name="token_ids")
-        # The padding mask (token id 0) travels with the tensors: attention never reads a
-        # padded position, and the mean at the end leaves them out.
+        # Attention never reads a padded position (token id 0), and the mean at the end
+        # leaves them out. The mask is given to each of them: Keras' MultiHeadAttention
+        # takes it off the tensors it reads while it runs (Keras 3.15), so a second block
+        # would not find it on its input.
+        words = PaddingMask(name="words")(token_ids)
         x = self.embedded_words(token_ids, preprocessing, options)
         x = PositionEmbedding(options.max_length, options.positions, name="position_embedding")(x)
         x = keras.layers.Dropout(options.block_dropout, name="position_dropout")(x)
         key_dim = -(-preprocessing.embedding_dim // options.num_heads)
         for block in range(1, options.num_layers + 1):
-            x = encoder_block(x, options, key_dim, f"block{block}")
-        x = keras.layers.GlobalAveragePooling1D(name="mean_over_words")(x)
+            x = encoder_block(x, words, options, key_dim, f"block{block}")
+        x = keras.layers.GlobalAveragePooling1D(name="mean_over_words")(x, mask=words)
         probabilities = self.text_output(x, token_ids, preprocessing, options, num_outputs)
         return keras.Model(token_ids, probabilities, name="transformer_classifier")
 
+    def serving_model(self, model, options):
+        # Attention as matrix products of all the words and elementwise sums instead of
+        # Keras' einsums (keras_bigmodel/inference.py), which oneDNN runs slowly at small
+        # sizes.
+        from keras_bigmodel.inference import fast_transformer_classifier
+        from keras_bigmodel.models.text_classifier import TextPreprocessing
 
-def encoder_block(x, options, key_dim, name):
-    """One encoder block of "Attention is all you need": self-attention, then a two-layer
+        fast = fast_transformer_classifier(model.get_layer("transformer_classifier"))
+        if fast is None:
+            return model
+        return self.end_to_end(fast, TextPreprocessing(model.get_layer("vectorizer")), options)
+
+
+def encoder_block(x, words, options, key_dim, name):
+    """One encoder block of "Attention is all you need": self-attention among the `words`
+    of each text (`[batch, words]` booleans, false for padding), then a two-layer
     feed-forward network, each added to its input and normalised (post-norm)."""
     import keras
 
     attended = keras.layers.MultiHeadAttention(
         options.num_heads, key_dim, dropout=options.block_dropout, name=f"{name}_attention"
-    )(x, x)
+    )(x, x, query_mask=words, value_mask=words)
     attended = keras.layers.Dropout(options.block_dropout, name=f"{name}_attention_dropout")(
         attended
     )
