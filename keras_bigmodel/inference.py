@@ -151,8 +151,8 @@ class FastTransformerClassifier(keras.layers.Layer):
 
     Keras' `MultiHeadAttention` and `Dense` run as `Einsum`, `Transpose` and
     `BatchMatMulV2`. On CPUs where TensorFlow rewrites those into oneDNN's kernels (Intel
-    ones, by default), each call of them costs some 50-150 us at a batch of one short text,
-    two thirds of the whole signature. Here every projection is one two-dimensional
+    ones, by default), they cost 0.9 of the 1.5 ms of a batch of one short text (one
+    block, measured with TensorFlow's step stats). Here every projection is one two-dimensional
     `MatMul` of all the batch's words, and attention's two products over a text's words
     are elementwise products and sums, which no such rewrite touches and which cost
     little at the lengths of sentences. Takes `[batch, words]` token ids, returns the
@@ -284,7 +284,8 @@ def _attention(layer, x, present):
         weights = softmax_over(scores, 3, present[:, None, None, :])
         return tf.transpose(tf.matmul(weights, tf.transpose(value, heads_first)), heads_first)
 
-    elements = tf.cast(batch * length * length, tf.int64) * (heads * size)
+    rows, words_long = tf.cast(batch, tf.int64), tf.cast(length, tf.int64)
+    elements = rows * words_long * words_long * (heads * size)
     attended = tf.cond(elements <= ELEMENTWISE_ATTENTION, elementwise, matrices)
     output = layer._output_dense
     y = tf.matmul(tf.reshape(attended, [-1, heads * size]), tf.reshape(output.kernel, [-1, width]))
