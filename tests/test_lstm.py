@@ -2,9 +2,6 @@
 
 Padding and empty texts are checked for every text model in `test_every_model.py`."""
 
-from types import SimpleNamespace
-
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -60,37 +57,16 @@ def test_metrics_of_a_large_split_are_computed_on_a_seeded_sample(tmp_path, monk
 @pytest.mark.parametrize("pooling", ["mean", "last"])
 @pytest.mark.parametrize("ngrams", [2, 0], ids=["ngrams", "network-alone"])
 def test_the_exports_fused_lstm_computes_what_the_network_computes(bidirectional, pooling, ngrams):
-    import keras
-
     from keras_bigmodel.inference import FusedLSTMClassifier, fused_lstm_classifier
     from keras_bigmodel.models import get_recipe
+    from tests.inference_checks import check_serving_graph
 
     recipe = get_recipe("lstm")
     options = recipe.options_class(
         bidirectional=bidirectional, pooling=pooling, units=6, ngrams=ngrams, ngram_buckets=16
     )
-    # What build_network reads of TextPreprocessing, without a vocabulary to adapt.
-    preprocessing = SimpleNamespace(vocabulary_size=20, vectors=None, embedding_dim=5)
-    network = recipe.build_network(preprocessing, options, 3)
-    rng = np.random.default_rng(0)  # biases too: Keras starts them at 0
-    network.set_weights([rng.normal(0, 0.7, w.shape) for w in network.get_weights()])
-    # Rows of 4, 1, 6 and 2 words, padded at the end as the vectorizer pads them.
-    ids = np.array(
-        [[3, 7, 1, 9, 0, 0], [5, 0, 0, 0, 0, 0], [2, 4, 6, 8, 19, 12], [11, 13] + [0] * 4]
-    )
-    fused = fused_lstm_classifier(network)
+    fused = check_serving_graph(recipe, options, fused_lstm_classifier, 5, atol=1e-6)
     assert isinstance(fused, FusedLSTMClassifier) and fused.pooling == pooling
-    expected = network(ids, training=False).numpy()
-    np.testing.assert_allclose(fused(ids).numpy(), expected, atol=1e-6)
-    # A row's answer does not depend on the padding beside it.
-    np.testing.assert_allclose(fused(ids[1:2, :1]).numpy(), expected[1:2], atol=1e-6)
-    # Mixed precision computes in float16: Keras' own layers are kept.
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        half = recipe.build_network(preprocessing, options, 3)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    assert fused_lstm_classifier(half) is None
 
 
 def test_export_serves_the_lstm_through_fused_kernels(tmp_path):

@@ -62,11 +62,10 @@ def test_a_transformer_with_fixed_positions_round_trips_through_model_keras(tmp_
 def test_the_exports_transformer_computes_what_the_network_computes(
     elementwise, ngrams, monkeypatch
 ):
-    from types import SimpleNamespace
-
     from keras_bigmodel import inference
     from keras_bigmodel.inference import FastTransformerClassifier, fast_transformer_classifier
     from keras_bigmodel.models import get_recipe
+    from tests.inference_checks import check_serving_graph
 
     # Both ways of attending: elementwise products for small batches, matrices for large.
     monkeypatch.setattr(inference, "ELEMENTWISE_ATTENTION", 2**40 if elementwise else 0)
@@ -74,28 +73,8 @@ def test_the_exports_transformer_computes_what_the_network_computes(
     options = recipe.options_class(
         num_layers=2, num_heads=3, ff_dim=7, ngrams=ngrams, ngram_buckets=16, max_length=8
     )
-    # What build_network reads of TextPreprocessing, without a vocabulary to adapt.
-    preprocessing = SimpleNamespace(vocabulary_size=20, vectors=None, embedding_dim=6)
-    network = recipe.build_network(preprocessing, options, 3)
-    rng = np.random.default_rng(0)  # biases and normalisations too
-    network.set_weights([rng.normal(0, 0.7, w.shape) for w in network.get_weights()])
-    # Rows of 4, 1, 6 and 2 words, padded at the end as the vectorizer pads them.
-    ids = np.array(
-        [[3, 7, 1, 9, 0, 0], [5, 0, 0, 0, 0, 0], [2, 4, 6, 8, 19, 12], [11, 13] + [0] * 4]
-    )
-    fast = fast_transformer_classifier(network)
+    fast = check_serving_graph(recipe, options, fast_transformer_classifier, 6, atol=1e-5)
     assert isinstance(fast, FastTransformerClassifier) and fast.blocks == ["block1", "block2"]
-    expected = network(ids, training=False).numpy()
-    np.testing.assert_allclose(fast(ids).numpy(), expected, atol=1e-5)
-    # A row's answer does not depend on the padding beside it.
-    np.testing.assert_allclose(fast(ids[1:2, :1]).numpy(), expected[1:2], atol=1e-5)
-    # Mixed precision computes in float16: Keras' own layers are kept.
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        half = recipe.build_network(preprocessing, options, 3)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    assert fast_transformer_classifier(half) is None
 
 
 def test_the_transformers_export_has_no_einsum(tmp_path):
