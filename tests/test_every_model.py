@@ -18,7 +18,7 @@ import yaml
 
 import keras_bigmodel as kb
 from keras_bigmodel.data.examples import Examples
-from keras_bigmodel.evaluation import model_outputs
+from keras_bigmodel.evaluation import inference, model_outputs
 from keras_bigmodel.models import get_recipe, recipe_names
 from keras_bigmodel.runs import open_run
 from keras_bigmodel.tflite_export import outputs as tflite_outputs
@@ -161,11 +161,18 @@ def check_padding_changes_nothing(predict):
 
 
 def check_scoring_keeps_row_order(model):
-    """Scoring runs the texts shortest first, and gives the outputs back in row order."""
+    """Scoring runs the texts shortest first, and gives the outputs back in row order; its
+    function is traced once, for batches of any size."""
     texts = np.array([LONG, SHORT, "", "!!!", "call me", LONG + " now", SHORT], dtype=object)
     examples = Examples({"text": texts}, None, pd.DataFrame({"text": texts}), "texts", [])
     one_by_one = [model.predict({"text": texts[i : i + 1]}, verbose=0)[0] for i in range(7)]
     np.testing.assert_allclose(model_outputs(model, examples), one_by_one, atol=1e-5)
+    # A full batch and a shorter one: `model.predict` would trace its step for each.
+    many = np.array([f"{text} {i}" for i, text in enumerate(np.resize(texts, 300))], dtype=object)
+    examples = Examples({"text": many}, None, pd.DataFrame({"text": many}), "texts", [])
+    expected = model.predict({"text": many}, verbose=0)
+    np.testing.assert_allclose(model_outputs(model, examples), expected, atol=1e-5)
+    assert inference(model)[0].experimental_get_tracing_count() == 1
 
 
 @pytest.mark.parametrize("name", ["lstm", "transformer"])
