@@ -23,6 +23,31 @@ def test_vocabulary_keeps_frequent_training_words_only(tmp_path):
     assert all(texts.count(word) >= 3 for word in vocabulary[2:] if word in texts)
 
 
+def test_word_counts_give_the_vocabulary_keras_adapt_gives():
+    """One pass of counting makes `TextVectorization.adapt`'s vocabulary, ties and all, and
+    counts each word as the vectorizer splits it."""
+    import keras
+    import numpy as np
+
+    from keras_bigmodel.layers import standardize_text
+    from keras_bigmodel.models.text_classifier import word_counts
+
+    texts = np.array(
+        ["Café au lait, café!", "b a c b", "ÜBER über Über", "", "[UNK] unk £5 $10", "c a"],
+        dtype=object,
+    )
+    probe = keras.layers.TextVectorization(standardize=standardize_text)
+    probe.adapt(texts)
+    words, counts = word_counts(texts)
+    assert words == probe.get_vocabulary()[2:]
+    ids = np.asarray(probe(texts))
+    expected = np.bincount(ids.ravel(), minlength=probe.vocabulary_size())[2:]
+    np.testing.assert_array_equal(counts, expected)
+    # "[UNK]" in a text is the word "unk"; letters outside ASCII split words.
+    found = dict(zip(words, counts, strict=True))
+    assert (found["unk"], found["ber"], found["caf"]) == (2, 3, 2)
+
+
 def test_same_seed_same_model(tmp_path):
     data, options = lstm_data(tmp_path)
     first = kb.train("lstm", data=data, out=tmp_path / "a", **TINY, **options)

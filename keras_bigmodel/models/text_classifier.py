@@ -93,23 +93,15 @@ class TextClassifierRecipe(Recipe):
 
     def fit_preprocessing(self, data, options, seed):
         import keras
-        import numpy as np
 
         from keras_bigmodel.layers import standardize_text
 
-        texts = data.adapt_examples.inputs["text"]
-        # Count each word of the training text with Keras' own tokenizer, then keep the
-        # frequent ones: a word seen once teaches the embedding nothing that generalises.
-        probe = keras.layers.TextVectorization(standardize=standardize_text, output_mode="int")
-        probe.adapt(texts, batch_size=1024)
-        counts = np.zeros(probe.vocabulary_size(), dtype=np.int64)
-        for start in range(0, len(texts), 1024):
-            ids = np.asarray(probe(texts[start : start + 1024]))
-            counts += np.bincount(ids.ravel(), minlength=len(counts))
-        words = probe.get_vocabulary()[2:]  # past the padding and out-of-vocabulary tokens
+        # Keep the frequent words of the training text: a word seen once teaches the
+        # embedding nothing that generalises.
+        words, counts = word_counts(data.adapt_examples.inputs["text"])
         frequent = [
             (word, int(count))
-            for word, count in zip(words, counts[2:], strict=True)
+            for word, count in zip(words, counts, strict=True)
             if count >= options.min_frequency
         ][: options.max_tokens - 2]
         kept = [word for word, _ in frequent]
@@ -132,7 +124,7 @@ class TextClassifierRecipe(Recipe):
         # How often each entry of the vocabulary occurs: padding, out-of-vocabulary (every
         # word left out), then the kept words.
         kept_counts = [count for _, count in frequent]
-        total = int(counts[2:].sum())
+        total = int(counts.sum())
         vectors = read_vectors(
             options.embeddings,
             vectorizer.get_vocabulary(),
@@ -333,3 +325,34 @@ def clip_token_ids(ids, max_length):
     ids = keras.ops.pad(ids, [[0, 0], [0, 1]])[:, :max_length]
     # Real tokens are >= 1, so only a text without any has 0 in its first position.
     return keras.ops.concatenate([keras.ops.maximum(ids[:, :1], 1), ids[:, 1:]], axis=1)
+
+
+#: texts split into words at a time while counting them.
+COUNT_CHUNK_ROWS = 8192
+
+
+def word_counts(texts):
+    """Counts the words of `texts` as the vectorizer splits them (`standardize_text`, then
+    whitespace). Returns `(words, counts)`, most frequent first, words of equal count in
+    the order Keras' `TextVectorization.adapt` gives them (descending byte order), so the
+    vocabulary is the one `adapt` makes; one pass over the texts, where `adapt` and a
+    count of each kept word took two."""
+    import collections
+
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_bigmodel.layers import standardize_text
+
+    totals = collections.Counter()
+    for start in range(0, len(texts), COUNT_CHUNK_ROWS):
+        chunk = tf.constant(texts[start : start + COUNT_CHUNK_ROWS], tf.string)
+        words, _, counts = tf.unique_with_counts(tf.strings.split(standardize_text(chunk)).values)
+        totals.update(dict(zip(words.numpy().tolist(), counts.numpy().tolist(), strict=True)))
+    # Keras leaves its padding and out-of-vocabulary tokens out of the vocabulary it learns.
+    for reserved in (b"", b"[UNK]"):
+        totals.pop(reserved, None)
+    words = np.array(list(totals), dtype=object)
+    counts = np.fromiter(totals.values(), dtype=np.int64, count=len(totals))
+    order = np.lexsort((words, counts))[::-1]
+    return [word.decode("utf-8") for word in words[order]], counts[order]
