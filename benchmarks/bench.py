@@ -588,6 +588,7 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     train, test = write_text_data(work, args.tiny)
     results = {"machine": _machine(), "command": " ".join(sys.argv), "repeats": args.repeats}
+    warm_up(args.torch_python)
     if "text" in sections:
         print("Text classification, SMS 80/20:", flush=True)
         results["text"] = compare(
@@ -624,6 +625,17 @@ def main():
     print()
     print(summary(results))
     print(f"\nAll figures: {work / 'results.json'}")
+
+
+def warm_up(torch_python=None):
+    """Imports each contender's libraries once, untimed: the first process to read
+    TensorFlow's or torch's files from a cold disk cache took 41 s where the next took
+    14 s (PyTorch, 2026-12-02), which a median of two cannot hide."""
+    subprocess.run([sys.executable, "-c", "import keras, pandas"], check=True, capture_output=True)
+    if torch_python:
+        subprocess.run(
+            [torch_python, "-c", "import torch, pandas"], check=True, capture_output=True
+        )
 
 
 def _share(value):
