@@ -3,13 +3,16 @@
 Keras runs an LSTM on the CPU as a `tf.while_loop` of some twenty small operations per
 word, which at batch 1 costs far more in scheduling than in arithmetic. TensorFlow's
 `BlockLSTMV2` runs a whole sequence in one kernel, with the same gate layout (input,
-forget, cell, output) and activations as Keras' `LSTM`. `export` serves the network through
-it, and `eval`, `predict` and training's `metrics.json` score through it; `model.keras` and
+forget, cell, output) and activations as Keras' `LSTM`. The transformer runs without
+einsums (`FastTransformerClassifier`), the cnn with its batch normalizations folded into
+its convolutions (`FastCNNClassifier`). `export` serves the networks through these, and
+`eval`, `predict` and training's `metrics.json` score through them; `model.keras` and
 training itself never see this module. Export checks the result against `model.keras`
 before it writes anything.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_bigmodel.layers import BagOfNgrams, PaddingMask, PositionEmbedding
@@ -290,3 +293,120 @@ def _attention(layer, x, present):
     output = layer._output_dense
     y = tf.matmul(tf.reshape(attended, [-1, heads * size]), tf.reshape(output.kernel, [-1, width]))
     return tf.reshape(y + output.bias, [batch, length, width])
+
+
+class FastCNNClassifier(keras.layers.Layer):
+    """The inference pass of `CNNImageClassifier`'s network, each batch normalization
+    folded into the convolution before it.
+
+    At inference a batch normalization scales and shifts each channel by fixed amounts,
+    so a convolution followed by one is a convolution with scaled filters and a bias: six
+    normalizations of some five small operations each become six bias additions, which
+    TensorFlow fuses with the convolutions and their ReLUs. The random augmentation and
+    the dropout, which pass pixels and features through unchanged at inference, are left
+    out. Takes `[batch, height, width, channels]` pixels, returns the network's
+    probabilities. The filters are folded once, from the weights the network has when
+    this is made.
+    """
+
+    def __init__(self, network, **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+        #: ("conv", kernel, bias) for a folded convolution, ("layer", layer, None) else.
+        self.steps = []
+        layers = [layer for layer in network.layers if not _passes_through(layer)]
+        for layer, after in zip(layers, [*layers[1:], None], strict=True):
+            if isinstance(layer, keras.layers.Conv2D):
+                kernel, bias = _folded(layer, after)
+                kernel = self._fixed(f"{layer.name}_kernel", kernel)
+                self.steps.append(("conv", kernel, self._fixed(f"{layer.name}_bias", bias)))
+            elif not isinstance(layer, keras.layers.BatchNormalization):
+                self.steps.append(("layer", layer, None))
+
+    def _fixed(self, name, value):
+        weight = self.add_weight(shape=value.shape, initializer="zeros", trainable=False, name=name)
+        weight.assign(value)
+        return weight
+
+    def call(self, pixels):
+        x = pixels
+        for kind, step, bias in self.steps:
+            if kind == "conv":
+                x = tf.nn.bias_add(tf.nn.conv2d(x, step, strides=1, padding="SAME"), bias)
+            else:
+                x = step(x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return self.network.output_shape
+
+
+def fast_cnn_classifier(network):
+    """Returns `FastCNNClassifier(network)`, or None where it would not compute the same
+    function: a layer `CNNImageClassifier` does not build, a convolution it does not make
+    (strides, dilation, groups, an activation of its own, a layout other than channels
+    last), one not followed by a batch normalization over its channels, or a network
+    computing in 16-bit floats (mixed precision)."""
+    known = (
+        keras.layers.InputLayer,
+        keras.Sequential,
+        keras.layers.Rescaling,
+        keras.layers.Conv2D,
+        keras.layers.BatchNormalization,
+        keras.layers.ReLU,
+        keras.layers.MaxPooling2D,
+        keras.layers.GlobalAveragePooling2D,
+        keras.layers.Dropout,
+        keras.layers.Dense,
+    )
+    layers = network.layers
+    if not all(type(layer) in known for layer in layers) or not all(
+        _passes_through(layer) for layer in layers if isinstance(layer, keras.Sequential)
+    ):
+        return None
+    if any(layer.compute_dtype != "float32" for layer in layers):
+        return None
+    for layer, after in zip(layers, [*layers[1:], None], strict=True):
+        if isinstance(layer, keras.layers.Conv2D) and (
+            tuple(layer.strides) != (1, 1)
+            or tuple(layer.dilation_rate) != (1, 1)
+            or layer.groups != 1
+            or layer.padding != "same"
+            or layer.data_format != "channels_last"
+            or layer.activation is not keras.activations.linear
+            or not isinstance(after, keras.layers.BatchNormalization)
+            or after.axis not in (-1, 3)
+        ):
+            return None
+    return FastCNNClassifier(network, name=network.name)
+
+
+#: random changes of training images, which pass images through unchanged at inference.
+RANDOM_AUGMENTATIONS = (
+    keras.layers.RandomFlip,
+    keras.layers.RandomTranslation,
+    keras.layers.RandomRotation,
+    keras.layers.RandomZoom,
+    keras.layers.RandomContrast,
+)
+
+
+def _passes_through(layer):
+    """Whether `layer` returns its input unchanged at inference."""
+    if isinstance(layer, keras.Sequential):
+        return all(isinstance(inner, RANDOM_AUGMENTATIONS) for inner in layer.layers)
+    return isinstance(layer, keras.layers.InputLayer | keras.layers.Dropout)
+
+
+def _folded(conv, norm):
+    """The kernel and bias of `conv` followed by the batch normalization `norm` at
+    inference, computed in 64-bit floats."""
+    kernel = np.asarray(conv.kernel, np.float64)
+    bias = np.asarray(conv.bias, np.float64) if conv.use_bias else np.zeros(kernel.shape[-1])
+    scale = 1 / np.sqrt(np.asarray(norm.moving_variance, np.float64) + norm.epsilon)
+    if norm.scale:
+        scale = scale * np.asarray(norm.gamma, np.float64)
+    shift = -np.asarray(norm.moving_mean, np.float64) * scale
+    if norm.center:
+        shift = shift + np.asarray(norm.beta, np.float64)
+    return (kernel * scale).astype(np.float32), (bias * scale + shift).astype(np.float32)

@@ -328,3 +328,45 @@ def test_an_image_already_at_the_size_keeps_its_pixels(tmp_path):
     decoded = DecodeImages(8, 8, 1)(tf.constant([content])).numpy()
     stored = np.asarray(Image.open(tmp_path / "gray.png"), dtype=np.float32)
     np.testing.assert_array_equal(decoded[0, :, :, 0], stored)
+
+
+@pytest.mark.parametrize("augment", [True, False], ids=["augmented", "plain"])
+def test_the_exports_folded_cnn_computes_what_the_network_computes(augment):
+    """With each batch normalization folded into its convolution, the serving graph gives
+    the network's probabilities, on random weights and statistics and on an odd image size
+    that "same" pooling pads; networks it would not compute alike keep Keras' layers."""
+    from keras_bigmodel.data.image_folder import ImageLayout
+    from keras_bigmodel.inference import fast_cnn_classifier
+
+    options = CNN.options_class(filters=(4, 6), augment=augment)
+    layout = ImageLayout(9, 7, 3)
+    network = CNN.build_network(layout, options, 3)
+    rng = np.random.default_rng(0)
+    network.set_weights([rng.normal(0, 0.7, w.shape) for w in network.get_weights()])
+    for layer in network.layers:
+        # Variances near the normalization's epsilon, which must then be in the fold.
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_variance.assign(rng.uniform(1e-3, 1e-2, layer.moving_variance.shape))
+    pixels = rng.uniform(0, 255, (4, 9, 7, 3)).astype("float32")
+    # Scores small enough that the probabilities are not all 0 and 1.
+    scores = network.get_layer("probabilities")
+    features = keras.Model(network.input, scores.input)(pixels, training=False)
+    scores.kernel.assign(scores.kernel / np.abs(features.numpy()).max())
+    fast = fast_cnn_classifier(network)
+    assert fast is not None
+    expected = network(pixels, training=False).numpy()
+    assert 0.01 < expected.max(axis=1).min() < 0.99
+    np.testing.assert_allclose(fast(pixels).numpy(), expected, atol=1e-5)
+    assert not any(isinstance(w, keras.layers.BatchNormalization) for _, w, _ in fast.steps)
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        half = CNN.build_network(layout, options, 3)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert fast_cnn_classifier(half) is None
+    pixels_in = keras.Input((9, 7, 3))
+    strided = keras.layers.Conv2D(4, 3, strides=2, padding="same", use_bias=False)(pixels_in)
+    normalized = keras.layers.BatchNormalization()(strided)
+    other = keras.Model(pixels_in, keras.layers.GlobalAveragePooling2D()(normalized))
+    assert fast_cnn_classifier(other) is None
