@@ -29,10 +29,15 @@ def check_serving_graph(recipe, options, convert, embedding_dim, atol):
     # A row's answer does not depend on the padding beside it.
     np.testing.assert_allclose(converted(PADDED_IDS[1:2, :1]).numpy(), expected[1:2], atol=atol)
     # Mixed precision computes in float16: Keras' own layers are kept.
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        half = recipe.build_network(preprocessing, options, 3)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    half = built_in_mixed_precision(lambda: recipe.build_network(preprocessing, options, 3))
     assert convert(half) is None
     return converted
+
+
+def built_in_mixed_precision(build):
+    """What `build()` returns when built under Keras' `mixed_float16` policy."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        return build()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

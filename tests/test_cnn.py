@@ -337,6 +337,7 @@ def test_the_exports_folded_cnn_computes_what_the_network_computes(augment):
     that "same" pooling pads; networks it would not compute alike keep Keras' layers."""
     from keras_bigmodel.data.image_folder import ImageLayout
     from keras_bigmodel.inference import fast_cnn_classifier
+    from tests.inference_checks import built_in_mixed_precision
 
     options = CNN.options_class(filters=(4, 6), augment=augment)
     layout = ImageLayout(9, 7, 3)
@@ -359,11 +360,7 @@ def test_the_exports_folded_cnn_computes_what_the_network_computes(augment):
     np.testing.assert_allclose(fast(pixels).numpy(), expected, atol=1e-5)
     assert not any(isinstance(w, keras.layers.BatchNormalization) for _, w, _ in fast.steps)
 
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        half = CNN.build_network(layout, options, 3)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    half = built_in_mixed_precision(lambda: CNN.build_network(layout, options, 3))
     assert fast_cnn_classifier(half) is None
     pixels_in = keras.Input((9, 7, 3))
     strided = keras.layers.Conv2D(4, 3, strides=2, padding="same", use_bias=False)(pixels_in)
