@@ -345,8 +345,9 @@ def fast_cnn_classifier(network):
     """Returns `FastCNNClassifier(network)`, or None where it would not compute the same
     function: a layer `CNNImageClassifier` does not build, a convolution it does not make
     (strides, dilation, groups, an activation of its own, a layout other than channels
-    last), one not followed by a batch normalization over its channels, or a network
-    computing in 16-bit floats (mixed precision)."""
+    last), one not followed by a batch normalization over its channels, a batch
+    normalization that follows anything but a convolution, or a network computing in
+    16-bit floats (mixed precision)."""
     known = (
         keras.layers.InputLayer,
         keras.Sequential,
@@ -367,6 +368,11 @@ def fast_cnn_classifier(network):
     if any(layer.compute_dtype != "float32" for layer in layers):
         return None
     for layer, after in zip(layers, [*layers[1:], None], strict=True):
+        # Only a normalization right after a convolution is folded; any other is left out.
+        if isinstance(after, keras.layers.BatchNormalization) and not isinstance(
+            layer, keras.layers.Conv2D
+        ):
+            return None
         if isinstance(layer, keras.layers.Conv2D) and (
             tuple(layer.strides) != (1, 1)
             or tuple(layer.dilation_rate) != (1, 1)

@@ -367,3 +367,11 @@ def test_the_exports_folded_cnn_computes_what_the_network_computes(augment):
     normalized = keras.layers.BatchNormalization()(strided)
     other = keras.Model(pixels_in, keras.layers.GlobalAveragePooling2D()(normalized))
     assert fast_cnn_classifier(other) is None
+    # A normalization after pooling has no convolution to be folded into.
+    convolved = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(pixels_in)
+    pooled = keras.layers.MaxPooling2D(2, padding="same")(
+        keras.layers.BatchNormalization()(convolved)
+    )
+    normalized = keras.layers.BatchNormalization()(pooled)
+    other = keras.Model(pixels_in, keras.layers.GlobalAveragePooling2D()(normalized))
+    assert fast_cnn_classifier(other) is None
