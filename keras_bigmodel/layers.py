@@ -37,15 +37,25 @@ def decode_and_resize(content, channels, height, width):
         A float32 `[height, width, channels]` tensor of pixel values in 0..255.
     """
     image = decode_pixels(content, channels)
-    # Antialiasing keeps fine detail from aliasing away when large photos are shrunk. An
-    # image already at the size is only converted: resizing would return the same pixels,
-    # at a fifth of a millisecond per image.
     shape = tf.shape(image)
     same_size = tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width))
+    enlarged = tf.logical_and(shape[0] <= height, shape[1] <= width)
+    # Antialiasing keeps fine detail from aliasing away when large photos are shrunk. An
+    # image already at the size is only converted: resizing would return the same pixels,
+    # at a fifth of a millisecond per image. An image enlarged on both axes gets plain
+    # bilinear interpolation, the very pixels the antialiased resize gives (its triangle
+    # kernel is as wide as the pixel spacing then, and the same at the edges; they differ
+    # by float rounding) from TensorFlow's `ResizeBilinear`: an 8x8 digit to 32x32 in
+    # 6 us instead of the 138 us of the general `ScaleAndTranslate` (the cnn export's
+    # step stats, on an Intel host).
     return tf.cond(
         same_size,
         lambda: tf.cast(image, tf.float32),
-        lambda: tf.image.resize(image, [height, width], method="bilinear", antialias=True),
+        lambda: tf.cond(
+            enlarged,
+            lambda: tf.image.resize(image, [height, width], method="bilinear"),
+            lambda: tf.image.resize(image, [height, width], method="bilinear", antialias=True),
+        ),
     )
 
 
