@@ -330,17 +330,59 @@ def test_an_image_already_at_the_size_keeps_its_pixels(tmp_path):
     np.testing.assert_array_equal(decoded[0, :, :, 0], stored)
 
 
+@pytest.mark.parametrize(
+    "size, enlarged",
+    [((8, 8), True), ((28, 28), True), ((7, 32), True), ((1, 3), True), ((40, 20), False)],
+)
+def test_an_enlarged_image_gets_the_pixels_of_the_antialiased_resize(size, enlarged):
+    """An image smaller than the size on both axes is resized without antialiasing, which
+    then computes the same pixels; one larger on any axis keeps the antialiased resize."""
+    from keras_bigmodel.layers import decode_and_resize
+
+    pixels = np.random.default_rng(0).integers(0, 256, (*size, 1)).astype(np.uint8)
+    content = tf.io.encode_png(pixels)
+    antialiased = tf.image.resize(pixels, [32, 32], method="bilinear", antialias=True).numpy()
+    plain = tf.image.resize(pixels, [32, 32], method="bilinear").numpy()
+    decoded = decode_and_resize(content, 1, 32, 32).numpy()
+    np.testing.assert_allclose(decoded, antialiased, atol=1e-3)
+    # Which resize ran: enlarging, the two differ by rounding (28x28: up to 7e-4);
+    # shrinking, by whole shades.
+    np.testing.assert_array_equal(decoded, plain if enlarged else antialiased)
+    if not enlarged:
+        assert np.abs(plain - antialiased).max() > 1
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_the_exports_pooling_takes_the_maximum_of_each_square(padding):
+    """The folded cnn's pooling as reshapes and reductions gives `MaxPooling2D`'s values
+    exactly, an odd last row or column left out as `valid` pooling leaves it; where
+    `same` pooling would pool an odd one alone, Keras' layer runs."""
+    from keras_bigmodel.inference import _max_of_pairs, _pairs_fit
+
+    pooling = keras.layers.MaxPooling2D(2, padding=padding)
+    rng = np.random.default_rng(0)
+    for shape in [(2, 8, 6, 3), (1, 9, 7, 5), (3, 2, 5, 1)]:
+        x = tf.constant(rng.normal(size=shape).astype("float32"))
+        fits = _pairs_fit(pooling, x.shape)
+        assert fits == (padding == "valid" or shape[1:3] == (8, 6))
+        if fits:
+            np.testing.assert_array_equal(_max_of_pairs(x).numpy(), pooling(x).numpy())
+    assert not _pairs_fit(pooling, tf.TensorShape([None, None, 6, 3]))
+
+
+@pytest.mark.parametrize("size", [(9, 7), (8, 6)])
 @pytest.mark.parametrize("augment", [True, False], ids=["augmented", "plain"])
-def test_the_exports_folded_cnn_computes_what_the_network_computes(augment):
+def test_the_exports_folded_cnn_computes_what_the_network_computes(augment, size):
     """With each batch normalization folded into its convolution, the serving graph gives
-    the network's probabilities, on random weights and statistics and on an odd image size
-    that "same" pooling pads; networks it would not compute alike keep Keras' layers."""
+    the network's probabilities, on random weights and statistics, on an odd image size
+    that "same" pooling pads and on one it pools as pairs of rows and columns; networks it
+    would not compute alike keep Keras' layers."""
     from keras_bigmodel.data.image_folder import ImageLayout
     from keras_bigmodel.inference import fast_cnn_classifier
     from tests.inference_checks import built_in_mixed_precision
 
     options = CNN.options_class(filters=(4, 6), augment=augment)
-    layout = ImageLayout(9, 7, 3)
+    layout = ImageLayout(*size, 3)
     network = CNN.build_network(layout, options, 3)
     rng = np.random.default_rng(0)
     network.set_weights([rng.normal(0, 0.7, w.shape) for w in network.get_weights()])
@@ -348,7 +390,7 @@ def test_the_exports_folded_cnn_computes_what_the_network_computes(augment):
         # Variances near the normalization's epsilon, which must then be in the fold.
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.moving_variance.assign(rng.uniform(1e-3, 1e-2, layer.moving_variance.shape))
-    pixels = rng.uniform(0, 255, (4, 9, 7, 3)).astype("float32")
+    pixels = rng.uniform(0, 255, (4, *size, 3)).astype("float32")
     # Scores small enough that the probabilities are not all 0 and 1.
     scores = network.get_layer("probabilities")
     features = keras.Model(network.input, scores.input)(pixels, training=False)
