@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_bigmodel.layers import BagOfNgrams, PaddingMask, PositionEmbedding
+from keras_bigmodel.layers import BagOfNgrams, EndPaddedLSTM, PaddingMask, PositionEmbedding
 
 
 class FusedLSTMClassifier(keras.layers.Layer):
@@ -74,6 +74,7 @@ def fused_lstm_classifier(network):
         keras.layers.Embedding,
         keras.layers.SpatialDropout1D,
         keras.layers.LSTM,
+        EndPaddedLSTM,
         keras.layers.Bidirectional,
         keras.layers.GlobalAveragePooling1D,
         keras.layers.Dropout,

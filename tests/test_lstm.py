@@ -103,3 +103,49 @@ def test_export_serves_the_lstm_through_fused_kernels(tmp_path):
     graph = tf.saved_model.load(str(target)).signatures["serving_default"].graph.as_graph_def()
     ops = {node.op for f in graph.library.function for node in f.node_def}
     assert "BlockLSTMV2" in ops and not ops & {"While", "StatelessWhile"}
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["forward", "bidirectional"])
+def test_the_lstm_trains_without_a_mask_on_what_keras_masked_lstm_computes(bidirectional):
+    """Training without masking each step gives the words' outputs and the gradients of
+    Keras' masked LSTM, read in either direction over texts padded at the end."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_bigmodel.layers import EndPaddedLSTM
+
+    rng = np.random.default_rng(0)
+    lengths = [5, 1, 3, 7, 2]
+    ids = np.zeros((len(lengths), 7), "int64")
+    for row, length in enumerate(lengths):
+        ids[row, :length] = rng.integers(1, 20, length)
+    words = ids > 0
+
+    def run(lstm, training):
+        keras.utils.set_random_seed(1)
+        token_ids = keras.Input((None,), dtype="int64")
+        recurrent = lstm(4, return_sequences=True)
+        if bidirectional:
+            recurrent = keras.layers.Bidirectional(recurrent)
+        outputs = recurrent(keras.layers.Embedding(20, 6, mask_zero=True)(token_ids))
+        network = keras.Model(token_ids, outputs)
+        with tf.GradientTape() as tape:
+            every = network(ids, training=training)
+            # A masked mean, as the lstm classifier pools; weights so each output counts.
+            pooled = keras.layers.GlobalAveragePooling1D()(every, mask=tf.constant(words))
+            loss = tf.reduce_sum(pooled * np.arange(1, pooled.shape[1] + 1))
+        gradients = tape.gradient(loss, network.trainable_variables)
+        return every.numpy(), [tf.convert_to_tensor(g).numpy() for g in gradients]
+
+    expected, expected_gradients = run(keras.layers.LSTM, training=True)
+    got, got_gradients = run(EndPaddedLSTM, training=True)
+    np.testing.assert_allclose(got[words], expected[words], atol=1e-6)
+    for found, wanted in zip(got_gradients, expected_gradients, strict=True):
+        np.testing.assert_allclose(found, wanted, atol=1e-5)
+    # The unmasked loop ran: it reads the padding too, where Keras' holds its state.
+    assert np.abs(got[~words] - expected[~words]).max(axis=-1).min() > 1e-6
+    # Inference is Keras' own.
+    np.testing.assert_array_equal(
+        run(EndPaddedLSTM, training=False)[0], run(keras.layers.LSTM, training=False)[0]
+    )

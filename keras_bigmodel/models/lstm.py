@@ -50,11 +50,14 @@ class LSTMTextClassifier(TextClassifierRecipe):
     def build_network(self, preprocessing, options, num_outputs):
         import keras
 
+        from keras_bigmodel.layers import EndPaddedLSTM
+
         token_ids = keras.Input(shape=(None,), dtype="int64", name="token_ids")
         x = self.embedded_words(token_ids, preprocessing, options)
         # The mean over every word's output (the mask keeps padding out of it) lets a
-        # telling word anywhere in a long text count as much as one near its end.
-        recurrent = keras.layers.LSTM(
+        # telling word anywhere in a long text count as much as one near its end. Token
+        # ids are padded at the end, so the LSTM trains without masking each step.
+        recurrent = EndPaddedLSTM(
             options.units, return_sequences=options.pooling == "mean", name="lstm"
         )
         if options.bidirectional:
