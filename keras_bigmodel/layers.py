@@ -1,8 +1,9 @@
-"""The project's registered Keras layers and functions, which saved models name.
+"""The project's registered Keras layers, functions and optimizer, which saved models name.
 
 `model.keras` files name `bigmodel>standardize_text`, `bigmodel>DecodeImages`,
-`bigmodel>EndPaddedLSTM`, `bigmodel>PositionEmbedding`, `bigmodel>PaddingMask` and
-`bigmodel>BagOfNgrams`.
+`bigmodel>EndPaddedLSTM`, `bigmodel>PositionEmbedding`, `bigmodel>PaddingMask`,
+`bigmodel>BagOfNgrams` and, in the network's training configuration,
+`bigmodel>FusedAdam`.
 `import keras_bigmodel` has this module imported as soon as Keras is (see
 `keras_bigmodel.registration`), so `keras.models.load_model` finds them in safe mode.
 """
@@ -222,6 +223,47 @@ def _words_last(sequences, lengths):
     `[p1, p0, w0, w1, w2]`."""
     reversed_words = tf.reverse_sequence(sequences, lengths, seq_axis=1, batch_axis=0)
     return tf.reverse(reversed_words, axis=[1])
+
+
+@keras.saving.register_keras_serializable(package="bigmodel")
+class FusedAdam(keras.optimizers.Adam):
+    """Keras' `Adam`, each variable updated by TensorFlow's fused `ResourceApplyAdam`.
+
+    Keras' update is some fifteen operations per variable, each a pass over the variable's
+    size, traced into every training step; TensorFlow's kernel computes the same update
+    (the same bias-corrected step, epsilon outside the square root) in one. On the SMS
+    lstm with the issue's seed sizes, the first epoch took 0.17 s less (tracing) and each
+    later one 0.07 s less. The floating-point order differs, so weights differ from
+    Keras' by rounding (4.8e-7 after 50 steps in the test), which training then carries
+    on: held-out SMS accuracy over seeds 1-3 was 98.77% against 98.83% with the seed's
+    sizes and 98.89% against 98.86% with the defaults (1,115 texts: a text is 0.09%).
+
+    `amsgrad` runs Keras' update.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        index = self._get_variable_index(variable)
+        step = tf.cast(self.iterations + 1, dtype)
+
+        def constant(value):
+            return tf.cast(value, dtype)
+
+        # Keras' update reads a sparse gradient (an embedding's) as dense as well.
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle,
+            m=self._momentums[index].value.handle,
+            v=self._velocities[index].value.handle,
+            beta1_power=tf.pow(constant(self.beta_1), step),
+            beta2_power=tf.pow(constant(self.beta_2), step),
+            lr=constant(learning_rate),
+            beta1=constant(self.beta_1),
+            beta2=constant(self.beta_2),
+            epsilon=constant(self.epsilon),
+            grad=tf.convert_to_tensor(gradient),
+        )
 
 
 def sinusoidal_positions(max_length, dim):

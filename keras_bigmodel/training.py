@@ -521,7 +521,9 @@ def make_optimizer(settings, steps_per_epoch):
         # A tenth less every epoch.
         rate = keras.optimizers.schedules.ExponentialDecay(rate, steps_per_epoch, 0.9)
     if settings.optimizer == "adam":
-        return keras.optimizers.Adam(rate)
+        from keras_bigmodel.layers import FusedAdam
+
+        return FusedAdam(rate)
     if settings.optimizer == "adamw":
         return keras.optimizers.AdamW(rate)
     if settings.optimizer == "sgd":
