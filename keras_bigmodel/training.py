@@ -45,7 +45,7 @@ from keras_bigmodel.runs import (
     write_sample,
 )
 from keras_bigmodel.signals import stop_signals
-from keras_bigmodel.strategy import is_chief_task, make_strategy
+from keras_bigmodel.strategy import configure_threads, is_chief_task, make_strategy
 from keras_bigmodel.timing import EpochTimer
 
 log = logging.getLogger(__name__)
@@ -247,11 +247,13 @@ def _train(model, resolved, place, chief, stop, started):
 
     settings, options = resolved.train, resolved.options
     recipe = get_recipe(model)
+    threads = configure_threads(recipe.small_operations)
     distribution = make_strategy(settings.strategy, settings.devices)
     stop.install()
     keras.utils.set_random_seed(settings.seed)
     data = recipe.data_reader.open_training(settings, options)
     info = _run_info(resolved, distribution, data)
+    info["threads"] = threads
     restored = None
     if place.resuming:
         check_same_data(place, info["data"])

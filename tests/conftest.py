@@ -17,6 +17,9 @@ def pytest_configure(config):
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
     )
+    # TensorFlow starts now, with its own thread counts: otherwise whichever test trained
+    # first would set them for the rest of the process (`configure_threads`).
+    tf.config.list_logical_devices("CPU")
 
 
 @pytest.fixture

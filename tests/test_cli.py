@@ -93,6 +93,11 @@ def test_run_directory(trained):
     assert info["data"]["rows"] == 60 and len(info["data"]["sha256"]) == 64
     assert info["data"]["train_rows"] + info["data"]["validation_rows"] == 60
     assert info["strategy"] == {"name": "default", "replicas": 1, "workers": 1}
+    # TensorFlow started before this in-process run: every core, its default.
+    assert info["threads"] == {
+        "intra_op": info["threads"]["cores"],
+        "cores": info["threads"]["cores"],
+    }
     assert set(info["versions"]) >= {"tensorflow", "keras", "bigmodel"}
     assert json.loads((run / "labels.json").read_text()) == ["ham", "spam"]
     history = pd.read_csv(run / "history.csv")

@@ -48,3 +48,38 @@ def test_auto_uses_one_device_without_gpus():
 def test_too_many_devices():
     with pytest.raises(UserError, match="--devices 3: this host has only 2 logical CPU"):
         make_strategy("mirrored", devices=3)
+
+
+THREADS = """
+import json, sys, tensorflow as tf
+from keras_bigmodel.strategy import configure_threads
+seen = [configure_threads(False)["intra_op"], configure_threads(True)]
+tf.constant(1.0) + 1  # TensorFlow starts: its pools are made
+seen.append(configure_threads(False))
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("environment", [None, "3"])
+def test_small_operations_get_half_the_cores_unless_the_environment_says(environment):
+    """Before TensorFlow starts, a network of small operations gets half the cores per
+    operation (one on 2 cores); `TF_NUM_INTRAOP_THREADS` wins; once started, the count
+    stays, and `run.yaml` records the count in force."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_NUM_INTRAOP_THREADS"}
+    if environment:
+        env["TF_NUM_INTRAOP_THREADS"] = environment
+    done = subprocess.run(
+        [sys.executable, "-c", THREADS], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    default, small, started = __import__("json").loads(done.stdout.splitlines()[-1])
+    cores = len(os.sched_getaffinity(0))
+    if environment:
+        assert default == 3 and small == started == {"intra_op": 3, "cores": cores}
+    else:
+        assert default == cores
+        assert small == started == {"intra_op": max(1, cores // 2), "cores": cores}

@@ -30,6 +30,11 @@ class Recipe:
     summary = ""
     #: why `export --quantize int8` cannot quantize this model, or None where it can.
     int8_refusal = None
+    #: whether the network's training step is many small operations (a recurrent loop,
+    #: attention over short texts), which split over every core spend more on handing
+    #: out work than they gain: training then gives each operation fewer threads
+    #: (`keras_bigmodel.strategy.configure_threads`).
+    small_operations = False
 
     @functools.cached_property
     def data_reader(self):
