@@ -184,9 +184,9 @@ class EndPaddedLSTM(keras.layers.LSTM):
     with the same metrics to the last digit (an Intel host, 2 cores).
 
     Only training takes this path, and only where every output is returned and nothing
-    else (`return_sequences`, no states, not stateful or unrolled) on a machine without a
-    GPU, where Keras would use cuDNN. Inference, the saved model's graph and its exports
-    compute as Keras' `LSTM` does.
+    else (`return_sequences`, no states, not stateful or unrolled), on a machine without a
+    GPU (with one, Keras runs cuDNN's kernel). Inference, the saved model's graph and its
+    exports compute as Keras' `LSTM` does.
     """
 
     def inner_loop(self, sequences, initial_state, mask, training=False):

@@ -84,7 +84,8 @@ def configure_threads(small_operations):
                 log.debug("TensorFlow has started: its threads per operation stay.")
     threads = tf.config.threading.get_intra_op_parallelism_threads()
     if not threads:
-        threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0) or cores
+        given = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
+        threads = int(given) if given.isdigit() and int(given) > 0 else cores
     return {"intra_op": threads, "cores": cores}
 
 
