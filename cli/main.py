@@ -86,9 +86,11 @@ def _setup(ctx, *, quiet=False, tensorflow=True):
 #: Packages Keras and TensorFlow import, when they are installed, only for what the command
 #: never uses: scikit-learn (with SciPy's statistics) for `keras.wrappers`' scikit-learn
 #: estimators, 0.4-0.5 s of every command's start when installed; SciPy's sparse matrices
-#: for TensorFlow's legacy Keras (`tensorflow.python.keras`), 0.06-0.09 s more (measured
-#: on 2 cores). Both are imported inside `try`, which leaves out what needs them.
-KEPT_OUT_OF_KERAS = ("sklearn", "scipy")
+#: for TensorFlow's legacy Keras (`tensorflow.python.keras`), 0.06-0.09 s more; matplotlib
+#: for `keras.visualization`'s galleries, 0.3-0.4 s, which `keras_bigmodel.plots` imports
+#: itself where a command draws (measured on 2 cores). Each is imported inside `try`,
+#: which leaves out what needs it.
+KEPT_OUT_OF_KERAS = ("sklearn", "scipy", "matplotlib")
 
 
 class _KeptOut(importlib.abc.MetaPathFinder):

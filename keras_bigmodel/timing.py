@@ -40,3 +40,16 @@ class EpochTimer(keras.callbacks.Callback):
             }
         )
         self._began = None
+
+
+class OnFirstEpochEnd(keras.callbacks.Callback):
+    """Calls `action()` once, when the first epoch this process trains ends."""
+
+    def __init__(self, action):
+        super().__init__()
+        self.action = action
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.action is not None:
+            action, self.action = self.action, None
+            action()

@@ -46,7 +46,7 @@ from keras_bigmodel.runs import (
 )
 from keras_bigmodel.signals import stop_signals
 from keras_bigmodel.strategy import configure_threads, is_chief_task, make_strategy
-from keras_bigmodel.timing import EpochTimer
+from keras_bigmodel.timing import EpochTimer, OnFirstEpochEnd
 
 log = logging.getLogger(__name__)
 
@@ -433,6 +433,9 @@ def _fit(
             timer,
             keras.callbacks.TensorBoard(str(workdir / "logs"), write_graph=False, profile_batch=0),
         ]
+        if chief:
+            # The learning curves are drawn after training: matplotlib loads meanwhile.
+            callbacks.append(OnFirstEpochEnd(plots.import_in_background))
         with stop.during_training(distribution.strategy):
             with keras_multiworker_fixes(distribution.strategy):
                 # An epoch stopped part-way is finished first, on its remaining batches.

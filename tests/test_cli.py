@@ -69,20 +69,34 @@ def test_help_does_not_import_tensorflow_or_numpy():
 def test_commands_load_keras_without_scikit_learn_which_stays_importable():
     # Keras imports scikit-learn and SciPy's statistics, when installed, only for its
     # scikit-learn wrappers: 0.4-0.6 s of every command's start. TensorFlow's legacy
-    # Keras imports SciPy's sparse matrices: 0.06-0.09 s more.
+    # Keras imports SciPy's sparse matrices: 0.06-0.09 s more; Keras' image galleries
+    # matplotlib's pyplot, 0.3-0.4 s, which only `train` and `eval` need.
     pytest.importorskip("sklearn")
     code = (
         "import sys, click, cli.main as m\n"
         "m._setup(click.Context(m.bigmodel))\n"
         "import keras\n"
-        "print(sorted({'sklearn', 'scipy'} & set(sys.modules)), keras.Sequential)\n"
+        "print(sorted({'sklearn', 'scipy', 'matplotlib'} & set(sys.modules)), keras.Sequential)\n"
         "import sklearn.base, scipy.sparse\n"
-        "print(sklearn.base.BaseEstimator.__name__, scipy.sparse.issparse(0))"
+        "from keras_bigmodel import plots\n"
+        "print(sklearn.base.BaseEstimator.__name__, scipy.sparse.issparse(0))\n"
+        "print(plots._pyplot().get_backend())"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0].startswith("[] <class 'keras.src.models.sequential.")
     assert done.stdout.splitlines()[1] == "BaseEstimator False"
+    assert done.stdout.splitlines()[2].lower() == "agg"
+
+
+def test_training_loads_matplotlib_once_its_first_epoch_is_done():
+    from keras_bigmodel.timing import OnFirstEpochEnd
+
+    calls = []
+    callback = OnFirstEpochEnd(lambda: calls.append(len(calls)))
+    for epoch in (3, 4, 5):
+        callback.on_epoch_end(epoch)
+    assert calls == [0]
 
 
 def test_run_directory(trained):
