@@ -64,6 +64,23 @@ def test_same_seed_same_model(tmp_path):
     assert not pd.read_csv(fourth.run_dir / "history.csv").equals(a)
 
 
+def test_mixed_precision_trains_the_lstm_through_its_own_layer_and_optimizer(tmp_path):
+    """Under `--mixed-precision` (bfloat16 on a CPU) the unmasked LSTM and the fused Adam
+    train: the loss falls, and the saved network computes in bfloat16 with `FusedAdam`."""
+    import numpy as np
+
+    data, options = lstm_data(tmp_path)
+    result = kb.train(
+        "lstm", data=data, out=tmp_path / "run", mixed_precision=True, **TINY, **options
+    )
+    history = pd.read_csv(result.run_dir / "history.csv")
+    assert np.isfinite(history["loss"]).all() and history["loss"].iloc[-1] < history["loss"].iloc[0]
+    run = open_run(result.run_dir)
+    network = run.load_model().get_layer("lstm_classifier")
+    assert network.get_layer("bidirectional").forward_layer.compute_dtype == "bfloat16"
+    assert type(network.optimizer).__name__ == "FusedAdam"
+
+
 def test_metrics_of_a_large_split_are_computed_on_a_seeded_sample(tmp_path, monkeypatch):
     import json
 
