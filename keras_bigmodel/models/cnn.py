@@ -104,15 +104,15 @@ class CNNImageClassifier(Recipe):
         probabilities = network(pixels)
         return keras.Model({"image_bytes": image_bytes}, probabilities, name="cnn_end_to_end")
 
-    def serving_model(self, model, options):
+    def fast_network(self, model):
         # Each batch normalization folded into its convolution (keras_bigmodel/inference.py).
         from keras_bigmodel.inference import fast_cnn_classifier
 
-        fast = fast_cnn_classifier(model.get_layer("cnn_classifier"))
-        if fast is None:
-            return model
+        return fast_cnn_classifier(model.get_layer("cnn_classifier"))
+
+    def serving_preprocessing(self, model):
         # The decoding layer has the layout's height, width and channels.
-        return self.end_to_end(fast, model.get_layer("decode_images"), options)
+        return model.get_layer("decode_images")
 
     def portable_model(self, model, options):
         # TFLite and ONNX cannot decode images: the file takes decoded pixels of any size

@@ -99,10 +99,25 @@ class Recipe:
         as a dict of sections (the text models': their pretrained vectors' coverage)."""
         return {}
 
+    def fast_network(self, model):
+        """Returns a faster inference graph of the end-to-end `model`'s network, computing
+        what it computes (`keras_bigmodel.inference`), or None where there is none (the
+        default)."""
+        return None
+
+    def serving_preprocessing(self, model):
+        """Returns the preprocessing `end_to_end` takes, read back from the end-to-end
+        `model`; needed where `fast_network` gives a network."""
+        raise NotImplementedError
+
     def serving_model(self, model, options):
-        """Returns what `export` serves for the end-to-end `model`: the model itself, or a
-        faster graph of the same inputs and outputs (export checks it against `model`)."""
-        return model
+        """Returns what `export` serves for the end-to-end `model`: the same inputs and
+        outputs around `fast_network`, or the model itself where there is none (export
+        checks it against `model`)."""
+        fast = self.fast_network(model)
+        if fast is None:
+            return model
+        return self.end_to_end(fast, self.serving_preprocessing(model), options)
 
     def portable_model(self, model, options):
         """Returns a `keras_bigmodel.portable.PortableModel` of the end-to-end `model` for

@@ -253,6 +253,9 @@ class TextClassifierRecipe(Recipe):
         probabilities = network(ids)
         return keras.Model({"text": text}, probabilities, name=f"{self.name}_end_to_end")
 
+    def serving_preprocessing(self, model):
+        return TextPreprocessing(model.get_layer("vectorizer"))
+
     def portable_model(self, model, options):
         # TFLite has no string splitting or vocabulary lookup: the file takes token ids, and
         # keras_bigmodel.export_tools.Tokenizer makes them from vocabulary.txt.

@@ -74,17 +74,13 @@ class TransformerTextClassifier(TextClassifierRecipe):
         probabilities = self.text_output(x, token_ids, preprocessing, options, num_outputs)
         return keras.Model(token_ids, probabilities, name="transformer_classifier")
 
-    def serving_model(self, model, options):
+    def fast_network(self, model):
         # Attention as matrix products of all the words and elementwise sums instead of
         # Keras' einsums (keras_bigmodel/inference.py), which oneDNN runs slowly at small
         # sizes.
         from keras_bigmodel.inference import fast_transformer_classifier
-        from keras_bigmodel.models.text_classifier import TextPreprocessing
 
-        fast = fast_transformer_classifier(model.get_layer("transformer_classifier"))
-        if fast is None:
-            return model
-        return self.end_to_end(fast, TextPreprocessing(model.get_layer("vectorizer")), options)
+        return fast_transformer_classifier(model.get_layer("transformer_classifier"))
 
 
 def encoder_block(x, words, options, key_dim, name):
