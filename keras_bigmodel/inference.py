@@ -304,7 +304,7 @@ class FastCNNClassifier(keras.layers.Layer):
     so a convolution followed by one is a convolution with scaled filters and a bias: six
     normalizations of some five small operations each become six bias additions, which
     TensorFlow fuses with the convolutions and their ReLUs. Each 2x2 max pooling of
-    known, even sizes is two reductions (`_max_of_pairs`). The random augmentation and
+    known sizes is two reductions (`_max_of_pairs`). The random augmentation and
     the dropout, which pass pixels and features through unchanged at inference, are left
     out. Takes `[batch, height, width, channels]` pixels, returns the network's
     probabilities. The filters are folded once, from the weights the network has when
@@ -337,8 +337,8 @@ class FastCNNClassifier(keras.layers.Layer):
         for kind, step, bias in self.steps:
             if kind == "conv":
                 x = tf.nn.bias_add(tf.nn.conv2d(x, step, strides=1, padding="SAME"), bias)
-            elif kind == "pool" and _pairs_fit(step, x.shape):
-                x = _max_of_pairs(x)
+            elif kind == "pool" and None not in x.shape[1:]:
+                x = _max_of_pairs(x, step.padding)
             else:
                 x = step(x)
         return x
@@ -420,26 +420,25 @@ def _pools_pairs(layer):
     )
 
 
-def _pairs_fit(pooling, shape):
-    """Whether `_max_of_pairs` computes `pooling` on `shape`: its sizes are known, and
-    even unless the pooling leaves an odd last row or column out (`valid`) rather than
-    pooling it alone (`same`)."""
-    if None in shape[1:]:
-        return False
-    return pooling.padding == "valid" or (shape[1] % 2 == 0 and shape[2] % 2 == 0)
-
-
-def _max_of_pairs(x):
-    """`MaxPooling2D(2)` of `[batch, height, width, channels]` with known sizes, as a
-    reshape and two reductions: the maximum of each pair of rows, then of each pair of
-    columns. On an Intel host with oneDNN, the default cnn's three poolings took 134 us at
-    batch 1 as `MaxPool` operations, which oneDNN runs, and 35 us as TensorFlow's own
-    reductions (step stats of the digits export).
+def _max_of_pairs(x, padding):
+    """`MaxPooling2D(2, padding=padding)` of `[batch, height, width, channels]` with known
+    sizes, as a reshape and two reductions: the maximum of each pair of rows, then of each
+    pair of columns. On an Intel host with oneDNN, the default cnn's three poolings took
+    134 us at batch 1 as `MaxPool` operations, which oneDNN runs, and 35 us as TensorFlow's
+    own reductions (step stats of the digits export).
     """
-    _, height, width, channels = x.shape
-    if height % 2 or width % 2:
-        # As `valid` pooling does, an odd last row or column is left out.
+    _, height, width, _ = x.shape
+    if padding == "valid":
+        # An odd last row or column is left out.
         x = x[:, : height - height % 2, : width - width % 2]
+    else:
+        # `same` pools an odd last row or column alone: paired with a copy of itself, its
+        # maximum is itself.
+        if height % 2:
+            x = tf.concat([x, x[:, -1:]], axis=1)
+        if width % 2:
+            x = tf.concat([x, x[:, :, -1:]], axis=2)
+    _, height, width, channels = x.shape
     rows = tf.reduce_max(tf.reshape(x, [-1, height // 2, 2, width // 2, 2 * channels]), axis=2)
     return tf.reduce_max(tf.reshape(rows, [-1, height // 2, width // 2, 2, channels]), axis=3)
 

@@ -370,19 +370,22 @@ def test_an_enlarged_image_gets_the_pixels_of_the_antialiased_resize(size, enlar
 @pytest.mark.parametrize("padding", ["same", "valid"])
 def test_the_exports_pooling_takes_the_maximum_of_each_square(padding):
     """The folded cnn's pooling as reshapes and reductions gives `MaxPooling2D`'s values
-    exactly, an odd last row or column left out as `valid` pooling leaves it; where
-    `same` pooling would pool an odd one alone, Keras' layer runs."""
-    from keras_bigmodel.inference import _max_of_pairs, _pairs_fit
+    exactly, on even and odd sizes: an odd last row or column is left out as `valid`
+    pooling leaves it, and pooled alone as `same` pooling pools it."""
+    from keras_bigmodel.inference import _max_of_pairs
 
     pooling = keras.layers.MaxPooling2D(2, padding=padding)
     rng = np.random.default_rng(0)
-    for shape in [(2, 8, 6, 3), (1, 9, 7, 5), (3, 2, 5, 1)]:
-        x = tf.constant(rng.normal(size=shape).astype("float32"))
-        fits = _pairs_fit(pooling, x.shape)
-        assert fits == (padding == "valid" or shape[1:3] == (8, 6))
-        if fits:
-            np.testing.assert_array_equal(_max_of_pairs(x).numpy(), pooling(x).numpy())
-    assert not _pairs_fit(pooling, tf.TensorShape([None, None, 6, 3]))
+    for shape in [(2, 8, 6, 3), (1, 9, 7, 5), (3, 2, 5, 1), (1, 7, 7, 2), (2, 3, 3, 4)]:
+        # Negative values too: the padding `same` pooling adds must never be the maximum.
+        x = tf.constant(rng.normal(size=shape).astype("float32") - 1)
+        expected = pooling(x).numpy()
+        assert expected.shape[1:3] == (
+            tuple(-(-n // 2) for n in shape[1:3])
+            if padding == "same"
+            else tuple(n // 2 for n in shape[1:3])
+        )
+        np.testing.assert_array_equal(_max_of_pairs(x, padding).numpy(), expected)
 
 
 @pytest.mark.parametrize("size", [(9, 7), (8, 6)])
