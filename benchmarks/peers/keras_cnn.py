@@ -1,7 +1,7 @@
 """bigmodel's default cnn, written by hand in Keras: the same network, optimizer and
 schedule on the same folder, with the pipeline a user would write.
 
-    python benchmarks/peers/keras_cnn.py TRAIN_FOLDER TEST_FOLDER --size 32 --epochs 10
+    python benchmarks/peers/keras_cnn.py TRAIN_FOLDER TEST_FOLDER --size 28 --epochs 10
 
 `keras.utils.image_dataset_from_directory` decodes and resizes the folder (grayscale,
 `--size` pixels a side, as bigmodel chooses for the digits), keeps a tenth for
@@ -23,7 +23,7 @@ def arguments():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("train")
     parser.add_argument("test")
-    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--size", type=int, default=28)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=42)
