@@ -393,7 +393,7 @@ def test_the_exports_pooling_takes_the_maximum_of_each_square(padding):
 def test_the_exports_folded_cnn_computes_what_the_network_computes(augment, size):
     """With each batch normalization folded into its convolution, the serving graph gives
     the network's probabilities, on random weights and statistics, on an odd image size
-    that "same" pooling pads and on one it pools as pairs of rows and columns; networks it
+    (a last row and column that "same" pooling pools alone) and an even one; networks it
     would not compute alike keep Keras' layers."""
     from keras_bigmodel.data.image_folder import ImageLayout
     from keras_bigmodel.inference import fast_cnn_classifier
