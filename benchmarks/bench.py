@@ -122,16 +122,35 @@ def bigmodel_image(train, test, out, flags):
 
 
 def image_contenders(args, train, test):
-    """The image contenders, by name: the same network written twice, 5 epochs each."""
+    """The image contenders, by name: the same network written twice, 5 epochs each, on
+    images of the size bigmodel chooses for the folder."""
     epochs = "1" if args.tiny else "5"
+    size = str(bigmodel_image_side(train))
     return {
         "bigmodel cnn": lambda d: bigmodel_image(
             train, test, d, ["--epochs", epochs, "--early-stopping", "0"]
         ),
         "Keras, same network": lambda d: peer_image(
-            "keras_cnn.py", train, test, ["--epochs", epochs]
+            "keras_cnn.py", train, test, ["--epochs", epochs, "--size", size]
         ),
     }
+
+
+def bigmodel_image_side(folder):
+    """The side of the square images `bigmodel train cnn` makes of `folder`'s images by
+    default (28 for MNIST's digits, 32 for the 8x8 digits)."""
+    from PIL import Image
+
+    from keras_bigmodel.data.image_folder import default_image_shape
+
+    sizes = []
+    for path in sorted(Path(folder).glob("*/*.png")):
+        with Image.open(path) as image:
+            sizes.append(image.size[::-1])
+    height, width = default_image_shape(sizes)
+    if height != width:
+        raise SystemExit(f"{folder}: the Keras peer takes square images, not {height}x{width}")
+    return height
 
 
 def accuracy_contenders(args, train, test):

@@ -105,13 +105,15 @@ def test_reader_keeps_bytes_paths_and_folder_classes(tmp_path):
     ("sizes", "expected"),
     [
         ([(28, 28)] * 3 + [(8, 8)], (28, 28)),  # MNIST's digits keep their size
-        ([(8, 8), (8, 8), (9, 7)], (28, 28)),  # tiny digits are scaled up
-        ([(10, 20)], (28, 56)),  # the shorter side reaches 28, the shape kept
+        ([(8, 8), (8, 8), (9, 7)], (32, 32)),  # tiny digits are scaled up to 32
+        ([(27, 30)], (32, 36)),  # a shorter side under 28 becomes 32, the shape kept
+        ([(10, 20)], (32, 64)),
         ([(40, 30)], (40, 30)),
         ([(480, 640)], (96, 128)),  # photos shrink so the longer side is 128
+        ([(4, 200)], (3, 128)),  # the longer side's limit comes first
     ],
 )
-def test_the_default_image_size_is_the_median_scaled_between_28_and_128(sizes, expected):
+def test_the_default_image_size_is_the_median_within_the_limits(sizes, expected):
     assert default_image_shape(sizes) == expected
 
 
@@ -125,8 +127,8 @@ def test_every_format_gives_the_same_pixels_in_training_and_in_the_model(tmp_pat
     examples = read(data)
     layout = training_data(data).layout
     # One colour image makes every image colour; the default size is the median size
-    # (8 x 8), scaled up to 28 pixels a side.
-    assert (layout.channels, layout.height, layout.width) == (3, 28, 28)
+    # (8 x 8), scaled up to 32 pixels a side.
+    assert (layout.channels, layout.height, layout.width) == (3, 32, 32)
     # Every format in either number of channels, even those TensorFlow's decoders will not
     # convert themselves (a GIF, a BMP or a CMYK JPEG as grayscale); decoded once into
     # memory or batch by batch from the files.
@@ -137,8 +139,8 @@ def test_every_format_gives_the_same_pixels_in_training_and_in_the_model(tmp_pat
         (batch, labels), *rest = list(validation)
         assert not rest and labels.numpy().tolist() == [0, 0, 1, 1, 1]
         network_batch, _ = next(iter(CNN.network_dataset(validation, found.layout, None)))
-        decoded = DecodeImages(28, 28, channels)(tf.constant(list(examples.inputs["image_bytes"])))
-        assert decoded.shape == (5, 28, 28, channels)
+        decoded = DecodeImages(32, 32, channels)(tf.constant(list(examples.inputs["image_bytes"])))
+        assert decoded.shape == (5, 32, 32, channels)
         np.testing.assert_array_equal(batch["pixels"].numpy(), decoded.numpy())
         np.testing.assert_array_equal(network_batch.numpy(), decoded.numpy())
 

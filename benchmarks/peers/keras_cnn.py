@@ -4,7 +4,8 @@ schedule on the same folder, with the pipeline a user would write.
     python benchmarks/peers/keras_cnn.py TRAIN_FOLDER TEST_FOLDER --size 28 --epochs 10
 
 `keras.utils.image_dataset_from_directory` decodes and resizes the folder (grayscale,
-`--size` pixels a side, as bigmodel chooses for the digits), keeps a tenth for
+`--size` pixels a side, as bigmodel chooses for the folder: 28 for MNIST's digits, 32 for
+the 8x8 digits), keeps a tenth for
 validation, caches the decoded images in memory and prefetches; then the network of
 `keras_bigmodel/models/cnn.py` with its defaults (random shift, turn, zoom and contrast;
 three blocks of two 3x3 convolutions, 16, 32 and 64 filters, with batch normalisation;

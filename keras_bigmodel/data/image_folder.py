@@ -20,7 +20,11 @@ import pandas as pd
 
 from keras_bigmodel.data import images
 from keras_bigmodel.data.examples import Examples
-from keras_bigmodel.data.kinds import LARGEST_DEFAULT_SIDE, SMALLEST_DEFAULT_SIDE
+from keras_bigmodel.data.kinds import (
+    ENLARGED_SIDE,
+    LARGEST_DEFAULT_SIDE,
+    SMALLEST_DEFAULT_SIDE,
+)
 from keras_bigmodel.data.labels import class_names_from, encode_labels
 from keras_bigmodel.data.order import in_order
 from keras_bigmodel.data.reader import Reader, TrainingData, metric_rows
@@ -313,9 +317,9 @@ def default_image_shape(sizes):
     """Chooses the size images are resized to when `--image-size` is not given.
 
     The median height and width of the training images, scaled as a whole (keeping its
-    shape) so that its longer side is at most `LARGEST_DEFAULT_SIDE` pixels, which keeps
-    photos affordable, and its shorter side at least `SMALLEST_DEFAULT_SIDE`, which gives
-    small images room for the convolutions.
+    shape): a shorter side under `SMALLEST_DEFAULT_SIDE` pixels is scaled up to
+    `ENLARGED_SIDE`, which gives small images room for the convolutions, and a longer side
+    over `LARGEST_DEFAULT_SIDE` down to it, which keeps photos affordable.
 
     Args:
         sizes: `(height, width)` of each training image.
@@ -324,7 +328,7 @@ def default_image_shape(sizes):
         `(height, width)`.
     """
     height, width = np.median(np.asarray(sizes), axis=0) if len(sizes) else (64, 64)
-    scale = max(SMALLEST_DEFAULT_SIDE / min(height, width), 1.0)
+    scale = ENLARGED_SIDE / min(height, width) if min(height, width) < SMALLEST_DEFAULT_SIDE else 1
     scale = min(scale, LARGEST_DEFAULT_SIDE / max(height, width))
     return max(1, round(height * scale)), max(1, round(width * scale))
 
