@@ -167,8 +167,9 @@ def check_scoring_keeps_row_order(model):
     examples = Examples({"text": texts}, None, pd.DataFrame({"text": texts}), "texts", [])
     one_by_one = [model.predict({"text": texts[i : i + 1]}, verbose=0)[0] for i in range(7)]
     np.testing.assert_allclose(model_outputs(model, examples), one_by_one, atol=1e-5)
-    # A full batch and a shorter one: `model.predict` would trace its step for each.
-    many = np.array([f"{text} {i}" for i, text in enumerate(np.resize(texts, 300))], dtype=object)
+    # Three full batches and a shorter one (`model.predict` would trace its step for each),
+    # run two at a time.
+    many = np.array([f"{text} {i}" for i, text in enumerate(np.resize(texts, 900))], dtype=object)
     examples = Examples({"text": many}, None, pd.DataFrame({"text": many}), "texts", [])
     expected = model.predict({"text": many}, verbose=0)
     np.testing.assert_allclose(model_outputs(model, examples), expected, atol=1e-5)
