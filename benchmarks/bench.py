@@ -139,14 +139,10 @@ def image_contenders(args, train, test):
 def bigmodel_image_side(folder):
     """The side of the square images `bigmodel train cnn` makes of `folder`'s images by
     default (28 for MNIST's digits, 32 for the 8x8 digits)."""
-    from PIL import Image
-
     from keras_bigmodel.data.image_folder import default_image_shape
+    from keras_bigmodel.data.images import image_header, list_image_folder
 
-    sizes = []
-    for path in sorted(Path(folder).glob("*/*.png")):
-        with Image.open(path) as image:
-            sizes.append(image.size[::-1])
+    sizes = [image_header(path)[:2] for path in list_image_folder(folder).files]
     height, width = default_image_shape(sizes)
     if height != width:
         raise SystemExit(f"{folder}: the Keras peer takes square images, not {height}x{width}")
