@@ -55,6 +55,16 @@ def test_help_lists_every_command_and_model():
     assert "[default: 20]" in result.output
 
 
+def printed_in_a_fresh_process(code, timeout=120):
+    """Runs Python `code` in a process of its own (this one has TensorFlow loaded); returns
+    the lines it printed, once it has exited with 0 within `timeout` seconds."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
 def test_help_does_not_import_tensorflow_or_numpy():
     # NumPy alone is a tenth of a second of `bigmodel --help` (goal: at most 300 ms).
     code = (
@@ -62,8 +72,7 @@ def test_help_does_not_import_tensorflow_or_numpy():
         "try:\n    bigmodel(['train', 'linear', '--help'])\nexcept SystemExit:\n    pass\n"
         "sys.exit(3 if {'tensorflow', 'keras', 'numpy'} & set(sys.modules) else 0)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
-    assert done.returncode == 0, done.stderr.decode()
+    printed_in_a_fresh_process(code, timeout=60)
 
 
 def test_commands_load_keras_without_scikit_learn_which_stays_importable():
@@ -82,11 +91,10 @@ def test_commands_load_keras_without_scikit_learn_which_stays_importable():
         "print(sklearn.base.BaseEstimator.__name__, scipy.sparse.issparse(0))\n"
         "print(plots._pyplot().get_backend())"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0].startswith("[] <class 'keras.src.models.sequential.")
-    assert done.stdout.splitlines()[1] == "BaseEstimator False"
-    assert done.stdout.splitlines()[2].lower() == "agg"
+    printed = printed_in_a_fresh_process(code)
+    assert printed[0].startswith("[] <class 'keras.src.models.sequential.")
+    assert printed[1] == "BaseEstimator False"
+    assert printed[2].lower() == "agg"
 
 
 def test_tensorflow_loads_without_collecting_garbage_and_stays_out_of_later_collections():
@@ -103,10 +111,8 @@ def test_tensorflow_loads_without_collecting_garbage_and_stays_out_of_later_coll
         "gc.collect()\n"
         "print(len(full))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
     # None while loading; the collector is on again afterwards, and collects.
-    assert done.stdout.splitlines() == ["0 True True", "1"]
+    assert printed_in_a_fresh_process(code) == ["0 True True", "1"]
 
 
 def test_training_loads_matplotlib_once_its_first_epoch_is_done():
